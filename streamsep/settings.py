@@ -17,8 +17,8 @@ SEGMENTATIONS: Final = ("overlap", "spleeter")
 class StreamSettings:
     """How overlapping model blocks are scheduled and combined.
 
-    ``None`` means "derive from the model's ``T``": ``hop_frames = T // 4`` and
-    ``lookahead_frames = T // 2``.
+    ``None`` means "derive from the model's ``T``": ``lookahead_frames = T // 2`` and
+    ``hop_frames = min(T // 4, lookahead_frames + 1)``.
     """
 
     hop_frames: int | None = None
@@ -64,8 +64,8 @@ class StreamSettings:
         """``(hop_frames, lookahead_frames)`` for a model of ``T`` frames, validated."""
         if self.segmentation == "spleeter":
             return T, T - 1
-        hop = self.hop_frames if self.hop_frames is not None else max(1, T // 4)
         lookahead = self.lookahead_frames if self.lookahead_frames is not None else T // 2
+        hop = self.hop_frames if self.hop_frames is not None else max(1, min(T // 4, lookahead + 1))
         if hop > T:
             raise ConfigError(f"stream.hop_frames must be <= T = {T}, got {hop}")
         if lookahead > T - 1:

@@ -143,8 +143,15 @@ class MaskCombiner:
     """
 
     def __init__(
-        self, T: int, F: int, n_bins: int, n_channels: int, n_stems: int,
-        hop_frames: int, lookahead_frames: int, window: str,
+        self,
+        T: int,
+        F: int,
+        n_bins: int,
+        n_channels: int,
+        n_stems: int,
+        hop_frames: int,
+        lookahead_frames: int,
+        window: str,
     ) -> None:
         if not 1 <= hop_frames <= lookahead_frames + 1 <= T:
             raise ValueError(

@@ -108,7 +108,10 @@ class TFLiteModel:
         self._runner, self._input_name, self._output_names = self._bind()
         _LOGGER.info(
             "loaded %s: input %s, stems %s, %d thread(s)",
-            self.path.name, self._expected_shape, list(params.instrument_list), num_threads,
+            self.path.name,
+            self._expected_shape,
+            list(params.instrument_list),
+            num_threads,
         )
 
     def _bind(self) -> tuple[Any, str, list[str]]:

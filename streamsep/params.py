@@ -68,7 +68,9 @@ class ModelParams:
         if not self.instrument_list:
             raise ConfigError("params: instrument_list must name at least one stem")
         if len(set(self.instrument_list)) != len(self.instrument_list):
-            raise ConfigError(f"params: instrument_list has duplicates: {list(self.instrument_list)}")
+            raise ConfigError(
+                f"params: instrument_list has duplicates: {list(self.instrument_list)}"
+            )
         for key in _INT_KEYS:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -98,7 +100,8 @@ class ModelParams:
             )
         if self.highpass_hz < 0 or self.highpass_hz >= self.sample_rate / 2:
             raise ConfigError(
-                f"params: highpass_hz must be in [0, {self.sample_rate / 2}), got {self.highpass_hz}"
+                f"params: highpass_hz must be in [0, {self.sample_rate / 2}), "
+                f"got {self.highpass_hz}"
             )
 
     @property
@@ -142,7 +145,9 @@ class ModelParams:
         if not isinstance(instruments, list | tuple) or not all(
             isinstance(name, str) and name for name in instruments
         ):
-            raise ConfigError(f"{source}: instrument_list must be a list of names, got {instruments!r}")
+            raise ConfigError(
+                f"{source}: instrument_list must be a list of names, got {instruments!r}"
+            )
         kwargs["instrument_list"] = tuple(instruments)
         for key in ("separation_exponent", "highpass_hz"):
             if key in kwargs:
@@ -207,5 +212,7 @@ def load_params(source: str | Path | dict[str, Any] | ModelParams) -> ModelParam
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"params file {path} is not valid JSON: {e.msg} at line {e.lineno}") from e
+        raise ConfigError(
+            f"params file {path} is not valid JSON: {e.msg} at line {e.lineno}"
+        ) from e
     return ModelParams.from_dict(data, source=str(path))

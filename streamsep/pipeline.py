@@ -167,7 +167,9 @@ class Pipeline:
         self._synthesizer = Synthesizer(
             self.params, self.hop_frames, self.lookahead_frames, self.stream.effective_window
         )
-        self._resampler = StreamResampler(source_rate, self.params.sample_rate, self.params.n_channels)
+        self._resampler = StreamResampler(
+            source_rate, self.params.sample_rate, self.params.n_channels
+        )
         self._jobs: queue.Queue[_Work] = queue.Queue(maxsize=queue_blocks)
         self._results: queue.Queue[_Work] = queue.Queue(maxsize=queue_blocks)
         self._mix = _SampleFifo(1, self.params.n_channels, self._synthesizer.latency_samples)
@@ -199,8 +201,13 @@ class Pipeline:
         _LOGGER.info(
             "pipeline: %d Hz %d ch -> model %d Hz; hop %d frames, lookahead %d frames, "
             "latency %d samples (%.3f s)",
-            self.source_rate, self.source_channels, self.params.sample_rate, self.hop_frames,
-            self.lookahead_frames, self.latency_samples, self.latency_seconds,
+            self.source_rate,
+            self.source_channels,
+            self.params.sample_rate,
+            self.hop_frames,
+            self.lookahead_frames,
+            self.latency_samples,
+            self.latency_seconds,
         )
         for name, target in (
             ("streamsep-analysis", self._run_analysis),
@@ -276,9 +283,7 @@ class Pipeline:
                 gaps.append((n_before, filled.shape[0]))
                 pieces.append(filled)
             if result.samples.shape[0]:
-                pieces.append(
-                    self._resampler.process(adapt_channels(result.samples, n_channels))
-                )
+                pieces.append(self._resampler.process(adapt_channels(result.samples, n_channels)))
             if end:
                 pieces.append(self._resampler.process(np.zeros((0, n_channels), np.float32), True))
             x = np.concatenate(pieces) if pieces else np.zeros((0, n_channels), np.float32)

@@ -182,6 +182,8 @@ class RingBuffer:
                     self._space_ready.set()
                     return ReadResult(out, index, lost)
                 if self._closed:
-                    return ReadResult(np.zeros((0, self.n_channels), np.float32), self._read_index, 0)
+                    return ReadResult(
+                        np.zeros((0, self.n_channels), np.float32), self._read_index, 0
+                    )
             if not self._data_ready.wait(timeout):
                 return ReadResult(np.zeros((0, self.n_channels), np.float32), self._read_index, 0)

@@ -69,7 +69,9 @@ class StreamSettings:
         if hop > T:
             raise ConfigError(f"stream.hop_frames must be <= T = {T}, got {hop}")
         if lookahead > T - 1:
-            raise ConfigError(f"stream.lookahead_frames must be <= T - 1 = {T - 1}, got {lookahead}")
+            raise ConfigError(
+                f"stream.lookahead_frames must be <= T - 1 = {T - 1}, got {lookahead}"
+            )
         if hop > lookahead + 1:
             raise ConfigError(
                 f"stream.hop_frames must be <= lookahead_frames + 1 = {lookahead + 1}, got {hop}"

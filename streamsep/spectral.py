@@ -46,7 +46,7 @@ Complex64Array = NDArray[np.complex64]
 
 
 def hann_window(frame_length: int) -> Float32Array:
-    """Periodic Hann window of ``frame_length`` samples (``tf.signal.hann_window(periodic=True)``)."""
+    """Periodic Hann window of ``frame_length`` samples, as ``tf.signal.hann_window``."""
     n = np.arange(frame_length, dtype=np.float64)
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / frame_length)).astype(np.float32)
 
@@ -250,9 +250,9 @@ class StreamingStft:
         missing = n_total - self.n_frames_out
         if missing <= 0:
             return np.zeros((0, self.frame_length // 2 + 1, self.n_channels), np.complex64)
-        zeros_needed = (
-            (n_total - 1) * self.frame_step + self.frame_length
-        ) - (self._n_input + self.frame_length)
+        zeros_needed = ((n_total - 1) * self.frame_step + self.frame_length) - (
+            self._n_input + self.frame_length
+        )
         n_input = self._n_input
         frames = self.feed(np.zeros((max(zeros_needed, 0), self.n_channels), np.float32))
         self._n_input = n_input

@@ -128,8 +128,14 @@ class Synthesizer:
         self.params = params
         self.latency_samples = latency_samples(params, lookahead_frames)
         self._combiner = MaskCombiner(
-            params.T, params.F, params.n_bins, params.n_channels, params.n_stems,
-            hop_frames, lookahead_frames, window,
+            params.T,
+            params.F,
+            params.n_bins,
+            params.n_channels,
+            params.n_stems,
+            hop_frames,
+            lookahead_frames,
+            window,
         )
         self._istft = [
             StreamingIstft(params.frame_length, params.frame_step, params.n_channels)
@@ -146,7 +152,9 @@ class Synthesizer:
             istft.reset()
         self._fifo = _SampleFifo(self.params.n_stems, self.params.n_channels, len(self._fifo))
         self._fifo.push(
-            np.zeros((self.params.n_stems, self.latency_samples, self.params.n_channels), np.float32)
+            np.zeros(
+                (self.params.n_stems, self.latency_samples, self.params.n_channels), np.float32
+            )
         )
         self.n_output = 0
         """Samples returned since the stream start (including the leading silence)."""
@@ -157,9 +165,7 @@ class Synthesizer:
         if stft.shape[0] == 0:
             return
         full = extend_masks(masks, self.params.n_bins, self.params.mask_extension)
-        stems = [
-            istft.feed(full[i] * stft) for i, istft in enumerate(self._istft)
-        ]
+        stems = [istft.feed(full[i] * stft) for i, istft in enumerate(self._istft)]
         self._fifo.push(np.stack(stems))
 
     def take(self, n_input: int) -> NDArray[np.float32]:

@@ -45,7 +45,9 @@ def test_unreadable_input_is_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot read audio file" in lines[0] and "junk.wav" in lines[0]
-    missing = _run("separate", str(tmp_path / "nope.flac"), "-o", str(tmp_path), "-m", "passthrough")
+    missing = _run(
+        "separate", str(tmp_path / "nope.flac"), "-o", str(tmp_path), "-m", "passthrough"
+    )
     assert missing.returncode == 1 and "input not found" in missing.stderr
 
 

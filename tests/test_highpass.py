@@ -16,7 +16,9 @@ def test_removes_dc_and_keeps_100hz_tone() -> None:
     y = HighPass(20.0, rate, 1).process(x)[:, 0]
     settled = slice(2 * rate, None)
     assert abs(np.mean(y[settled])) < 1e-4
-    gain_db = 20 * np.log10(np.sqrt(np.mean(y[settled] ** 2)) / np.sqrt(np.mean(tone[settled] ** 2)))
+    gain_db = 20 * np.log10(
+        np.sqrt(np.mean(y[settled] ** 2)) / np.sqrt(np.mean(tone[settled] ** 2))
+    )
     assert abs(gain_db) < 0.1
 
 

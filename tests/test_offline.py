@@ -75,6 +75,8 @@ def test_errors_name_the_problem(tmp_path: Path, small_params: ModelParams) -> N
     with pytest.raises(ModelError, match="Spleeter checkpoint"):
         Separator(small_params, tmp_path)
     with pytest.raises(ConfigError, match="stream.hop_frames must be <= lookahead_frames"):
-        Separator(small_params, "passthrough", stream=StreamSettings(hop_frames=8, lookahead_frames=2))
+        Separator(
+            small_params, "passthrough", stream=StreamSettings(hop_frames=8, lookahead_frames=2)
+        )
     with pytest.raises(ConfigError, match="sample_rate"):
         Separator(small_params, "passthrough").separate(np.zeros((10, 2)), 0)

@@ -29,7 +29,10 @@ def _models() -> list[tuple[str, str]]:
 @pytest.mark.parametrize("model", _models(), ids=lambda m: Path(m[1]).stem)
 @pytest.mark.parametrize("chunk", [37, 1000])
 def test_pipeline_equals_offline_separate(
-    model: tuple[str, str], chunk: int, small_params: ModelParams, tmp_path: Path,
+    model: tuple[str, str],
+    chunk: int,
+    small_params: ModelParams,
+    tmp_path: Path,
     rng: np.random.Generator,
 ) -> None:
     params: object = small_params if model[0] == "passthrough" else model[0]
@@ -77,8 +80,13 @@ def test_overruns_are_counted_and_marked_never_silent(small_params: ModelParams)
     model = _GatedModel(small_params)
     sink = CollectSink()
     pipeline = Pipeline(
-        model, StreamSettings(hop_frames=2, lookahead_frames=2), source_rate=8000,
-        source_channels=1, sinks=[sink], ring_seconds=0.5, queue_blocks=1,
+        model,
+        StreamSettings(hop_frames=2, lookahead_frames=2),
+        source_rate=8000,
+        source_channels=1,
+        sinks=[sink],
+        ring_seconds=0.5,
+        queue_blocks=1,
     )
     pipeline.start()
     total, chunk = 40000, 500

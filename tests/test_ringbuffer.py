@@ -82,9 +82,7 @@ def test_threaded_producer_consumer_accounts_for_every_sample() -> None:
                 continue
             lost += res.lost_before
             expected += res.lost_before
-            if res.start_index != expected or (
-                len(res.samples) and res.samples[0, 0] != expected
-            ):
+            if res.start_index != expected or (len(res.samples) and res.samples[0, 0] != expected):
                 indices_ok = False
             expected += len(res.samples)
             received.append(res.samples)

@@ -24,7 +24,11 @@ def test_round_trip_rms(frame_length: int, n_channels: int, rng: np.random.Gener
     frame_step = frame_length // 4
     x = (rng.standard_normal((20011, n_channels)) * 0.3).astype(np.float32)
     spec = spectral.stft(x, frame_length, frame_step)
-    assert spec.shape == (-(-(len(x) + frame_length) // frame_step), frame_length // 2 + 1, n_channels)
+    assert spec.shape == (
+        -(-(len(x) + frame_length) // frame_step),
+        frame_length // 2 + 1,
+        n_channels,
+    )
     y = spectral.istft(spec, frame_length, frame_step, len(x))
     assert y.shape == x.shape
     assert np.sqrt(np.mean((y - x) ** 2)) < 1e-6

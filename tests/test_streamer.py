@@ -31,7 +31,9 @@ def _stream(engine: BlockSeparator, x: np.ndarray, chunk: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("chunk", [37, 512, 4096])
-@pytest.mark.parametrize("stream", SETTINGS, ids=["default", "hop16-look32", "hop256-look511", "spleeter"])
+@pytest.mark.parametrize(
+    "stream", SETTINGS, ids=["default", "hop16-look32", "hop256-look511", "spleeter"]
+)
 def test_passthrough_reproduces_real_clip_delayed_by_latency(
     real_clip_60s: tuple[np.ndarray, int], stream: StreamSettings, chunk: int
 ) -> None:
@@ -51,7 +53,9 @@ def test_passthrough_reproduces_real_clip_delayed_by_latency(
 
 def test_latency_is_the_stated_formula() -> None:
     params = load_params(data_path("passthrough.json"))
-    engine = BlockSeparator(PassthroughModel(params), StreamSettings(hop_frames=8, lookahead_frames=100))
+    engine = BlockSeparator(
+        PassthroughModel(params), StreamSettings(hop_frames=8, lookahead_frames=100)
+    )
     assert engine.latency_samples == 4096 - 1 + 100 * 1024
     assert engine.latency_seconds == pytest.approx((4095 + 102400) / 44100)
 

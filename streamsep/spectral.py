@@ -32,6 +32,7 @@ __all__ = [
     "istft",
     "ratio_masks",
     "extend_masks",
+    "apply_masks",
     "StreamingStft",
     "StreamingIstft",
 ]
@@ -93,9 +94,9 @@ def _frames_to_signal(
     spectra: Complex64Array, window: Float32Array, frame_length: int
 ) -> Float32Array:
     """Windowed inverse rFFT of ``(n_frames, n_bins, n_channels)`` with the 2/3 gain."""
-    frames = scipy.fft.irfft(spectra, n=frame_length, axis=1)
-    scaled = window * np.float32(WINDOW_COMPENSATION_FACTOR)
-    return np.asarray(frames * scaled[None, :, None], dtype=np.float32)
+    frames = np.asarray(scipy.fft.irfft(spectra, n=frame_length, axis=1), dtype=np.float32)
+    frames *= (window * np.float32(WINDOW_COMPENSATION_FACTOR))[None, :, None]
+    return frames
 
 
 def _overlap_add(
@@ -187,6 +188,41 @@ def extend_masks(masks: Float32Array, n_bins: int, mask_extension: str) -> Float
         out[..., n_model_bins:, :] = masks.mean(axis=-2, keepdims=True)
     elif mask_extension != "zeros":
         raise ValueError(f"mask_extension must be 'zeros' or 'average', got {mask_extension!r}")
+    return out
+
+
+def apply_masks(
+    masks: Float32Array, spectra: Complex64Array, mask_extension: str
+) -> Complex64Array:
+    """Masked STFTs of every stem, extending ``F``-bin masks to all bins on the fly.
+
+    Same result as ``extend_masks(masks, n_bins, mask_extension) * spectra`` without building
+    the extended masks.
+
+    Parameters
+    ----------
+    masks : ndarray, shape (n_stems, n_frames, F, n_channels), float32
+    spectra : ndarray, shape (n_frames, n_bins, n_channels), complex64
+    mask_extension : {"zeros", "average"}
+
+    Returns
+    -------
+    ndarray, shape (n_stems, n_frames, n_bins, n_channels), complex64
+    """
+    n_stems, n_frames, n_model_bins, n_channels = masks.shape
+    n_bins = spectra.shape[1]
+    out = np.empty((n_stems, n_frames, n_bins, n_channels), dtype=np.complex64)
+    np.multiply(masks, spectra[None, :, :n_model_bins], out=out[:, :, :n_model_bins])
+    if n_model_bins < n_bins:
+        if mask_extension == "zeros":
+            out[:, :, n_model_bins:] = 0
+        elif mask_extension == "average":
+            mean = masks.mean(axis=2, keepdims=True)
+            np.multiply(mean, spectra[None, :, n_model_bins:], out=out[:, :, n_model_bins:])
+        else:
+            raise ValueError(
+                f"mask_extension must be 'zeros' or 'average', got {mask_extension!r}"
+            )
     return out
 
 

@@ -26,7 +26,7 @@ from .highpass import HighPass
 from .model import MaskModel
 from .params import ModelParams
 from .settings import StreamSettings
-from .spectral import StreamingIstft, StreamingStft, extend_masks
+from .spectral import StreamingIstft, StreamingStft, apply_masks
 
 __all__ = ["Analyzer", "Synthesizer", "BlockSeparator", "latency_samples"]
 
@@ -164,9 +164,8 @@ class Synthesizer:
         masks, stft = self._combiner.add(job)
         if stft.shape[0] == 0:
             return
-        full = extend_masks(masks, self.params.n_bins, self.params.mask_extension)
-        stems = [istft.feed(full[i] * stft) for i, istft in enumerate(self._istft)]
-        self._fifo.push(np.stack(stems))
+        masked = apply_masks(masks, stft, self.params.mask_extension)
+        self._fifo.push(np.stack([istft.feed(masked[i]) for i, istft in enumerate(self._istft)]))
 
     def take(self, n_input: int) -> NDArray[np.float32]:
         """Return output up to ``n_input`` samples in total (as many samples out as in)."""

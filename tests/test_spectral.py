@@ -110,3 +110,13 @@ def test_hann_window_is_periodic() -> None:
     assert w[0] == 0 and w[4] == pytest.approx(1.0)
     # Periodic: w[n] == w[N - n]
     np.testing.assert_allclose(w[1:], w[1:][::-1], atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "average"])
+def test_apply_masks_equals_extend_then_multiply(mode: str, rng: np.random.Generator) -> None:
+    masks = rng.uniform(0, 1, (2, 5, 4, 2)).astype(np.float32)
+    spectra = (rng.standard_normal((5, 7, 2)) + 1j * rng.standard_normal((5, 7, 2))).astype(
+        np.complex64
+    )
+    want = spectral.extend_masks(masks, 7, mode) * spectra[None]
+    np.testing.assert_allclose(spectral.apply_masks(masks, spectra, mode), want, rtol=1e-6)

@@ -32,7 +32,6 @@ import soundfile as sf
 from streamsep.offline import Separator
 from streamsep.pipeline import CollectSink, Pipeline
 from streamsep.resources import data_path
-from streamsep.settings import StreamSettings
 from streamsep.sources import FileSource
 from streamsep.streamer import BlockSeparator
 

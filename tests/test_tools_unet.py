@@ -1,0 +1,213 @@
+"""tools.unet, tools.export_tflite and tools.make_fixtures (need TensorFlow, the tools extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from streamsep.params import ModelParams, load_params
+
+pytestmark = pytest.mark.tools
+
+_REASON = "tools extra (TensorFlow) not installed"
+STEMS = ("orca_vocals", "noise")
+TINY_MODEL = {
+    "type": "unet.unet",
+    "params": {
+        "conv_n_filters": [2, 4, 4, 8, 8, 8],
+        "conv_activation": "ELU",
+        "deconv_activation": "ELU",
+    },
+}
+
+
+def _params(T: int = 16, F: int = 64, n_channels: int = 2, **model_params: Any) -> ModelParams:
+    model = {"type": "unet.unet", "params": {**TINY_MODEL["params"], **model_params}}
+    return ModelParams(
+        instrument_list=STEMS,
+        sample_rate=8000,
+        frame_length=256,
+        frame_step=64,
+        T=T,
+        F=F,
+        n_channels=n_channels,
+        model=model,
+    )
+
+
+def _block(params: ModelParams, seed: int = 7) -> np.ndarray:
+    """A random magnitude block, shape (1, T, F, n_channels) float32."""
+    rng = np.random.default_rng(seed)
+    shape = (1, params.T, params.F, params.n_channels)
+    return np.abs(rng.standard_normal(shape)).astype(np.float32)
+
+
+def _runner(path: Path) -> tuple[Any, dict[str, Any]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    signatures = interpreter.get_signature_list()
+    return interpreter.get_signature_runner("serving_default"), signatures
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[ModelParams, Any, np.ndarray, dict[str, np.ndarray]]:
+    """(params, random-weight model, input block, Keras outputs by name)."""
+    pytest.importorskip("tensorflow", reason=_REASON)
+    from tools.export_tflite import randomize_weights
+    from tools.unet import build_unet
+
+    params = _params()
+    model = build_unet(params)
+    randomize_weights(model, 3)
+    x = _block(params)
+    outputs = model(x, training=False)
+    expected = {f"{s}_spectrogram": np.asarray(o) for s, o in zip(STEMS, outputs, strict=True)}
+    return params, model, x, expected
+
+
+@pytest.mark.parametrize("T", [16, 64])
+def test_unet_structure(T: int) -> None:
+    pytest.importorskip("tensorflow", reason=_REASON)
+    import keras
+
+    from tools.export_tflite import randomize_weights
+    from tools.unet import build_unet, spleeter_variable_map
+
+    params = _params(T=T)
+    model = build_unet(params)
+    randomize_weights(model, 1)
+    stem_of = spleeter_variable_map(STEMS)
+    counts = {(s, t): 0 for s in STEMS for t in ("conv", "deconv", "bn")}
+    kinds = {
+        keras.layers.Conv2D: "conv",
+        keras.layers.Conv2DTranspose: "deconv",
+        keras.layers.BatchNormalization: "bn",
+    }
+    for layer in model.layers:
+        if type(layer) in kinds:
+            counts[(stem_of[layer.name][0], kinds[type(layer)])] += 1
+    for stem in STEMS:
+        # Spleeter's sixth encoder batch norm feeds nothing, so Keras drops it: 11, not 12.
+        assert (counts[(stem, "conv")], counts[(stem, "deconv")], counts[(stem, "bn")]) == (
+            7,
+            6,
+            11,
+        )
+    names = {layer.name for layer in model.layers}
+    assert "batch_normalization_5" not in names and "batch_normalization_17" not in names
+    assert {"conv2d_6", "conv2d_13", "conv2d_transpose_11", "batch_normalization_23"} <= names
+    assert stem_of["conv2d_6"] == ("orca_vocals", "mask_conv")
+    assert stem_of["conv2d_7"] == ("noise", "encoder1_conv")
+    has_padding = any(isinstance(layer, keras.layers.ZeroPadding2D) for layer in model.layers)
+    assert has_padding == (T % 64 != 0)
+
+    assert model.input.name == "mix_spectrogram"
+    assert list(model.output_names) == [f"{s}_spectrogram" for s in STEMS]
+    assert model.input_shape == (1, T, 64, 2)
+    assert [tuple(o.shape) for o in model.outputs] == [(1, T, 64, 2)] * 2
+
+    # Each output is sigmoid(final conv) * input.
+    x = _block(params)
+    mask_model = keras.Model(
+        model.input, [model.get_layer(n).output for n in ("conv2d_6", "conv2d_13")]
+    )
+    masks = [np.asarray(m)[:, :T] for m in mask_model(x, training=False)]
+    outputs = [np.asarray(o) for o in model(x, training=False)]
+    for mask, output in zip(masks, outputs, strict=True):
+        assert mask.min() >= 0.0 and mask.max() <= 1.0
+        np.testing.assert_allclose(output, mask * x, rtol=1e-6, atol=1e-7)
+        assert np.all(output >= 0.0) and np.all(output <= x)
+    assert np.abs(outputs[0] - outputs[1]).mean() > 1e-3, "random stems should differ"
+
+
+@pytest.mark.parametrize(
+    ("conv", "deconv", "expected"),
+    [("ReLU", "LeakyReLU", ("ReLU", "LeakyReLU")), (None, None, ("LeakyReLU", "ReLU"))],
+)
+def test_unet_activations(conv: str | None, deconv: str | None, expected: tuple[str, str]) -> None:
+    pytest.importorskip("tensorflow", reason=_REASON)
+    from tools.unet import build_unet
+
+    params = _params(conv_activation=conv, deconv_activation=deconv)
+    model = build_unet(params)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert set(expected) <= kinds and "ELU" not in kinds
+    leaky = [layer for layer in model.layers if type(layer).__name__ == "LeakyReLU"]
+    assert all(abs(layer.negative_slope - 0.2) < 1e-7 for layer in leaky)
+
+
+def test_export_float32_matches_keras(tiny: Any, tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow", reason=_REASON)
+    from tools.export_tflite import export
+
+    params, model, x, expected = tiny
+    tflite_path, params_path = export(model, params, tmp_path, precision="float32", name="m")
+    assert (tflite_path, params_path) == (tmp_path / "m.tflite", tmp_path / "m.json")
+    assert load_params(params_path) == params
+    runner, signatures = _runner(tflite_path)
+    assert signatures["serving_default"]["inputs"] == ["mix_spectrogram"]
+    assert sorted(signatures["serving_default"]["outputs"]) == sorted(expected)
+    input_details = runner.get_input_details()["mix_spectrogram"]
+    assert tuple(input_details["shape"]) == (1, 16, 64, 2)
+    assert input_details["dtype"] == np.float32
+    got = runner(mix_spectrogram=x)
+    for name, want in expected.items():
+        np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-4 * float(want.max()))
+
+
+@pytest.mark.parametrize("precision", ["float16", "int8-dynamic"])
+def test_export_quantized_close(tiny: Any, tmp_path: Path, precision: str) -> None:
+    pytest.importorskip("tensorflow", reason=_REASON)
+    from tools.export_tflite import export
+
+    params, model, x, expected = tiny
+    tflite_path, _ = export(model, params, tmp_path, precision=precision, name=precision)
+    runner, _ = _runner(tflite_path)
+    got = runner(mix_spectrogram=x)
+    for name, want in expected.items():
+        relative_l1 = np.abs(got[name] - want).sum() / np.abs(want).sum()
+        assert relative_l1 < 5e-2, f"{precision} {name}: relative L1 {relative_l1:.3g}"
+
+
+def test_export_rejects_mismatched_params(tiny: Any, tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow", reason=_REASON)
+    from tools.export_tflite import export
+
+    _, model, _, _ = tiny
+    with pytest.raises(ValueError, match="disagrees with params"):
+        export(model, _params(T=32), tmp_path)
+    with pytest.raises(ValueError, match="precision"):
+        export(model, _params(), tmp_path, precision="int4")
+
+
+def test_make_fixtures(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow", reason=_REASON)
+    from tools.make_fixtures import FIXTURES, make_fixtures
+
+    written = make_fixtures(tmp_path)
+    assert sorted(p.name for p in written) == sorted(
+        f"{name}.{ext}" for name in FIXTURES for ext in ("tflite", "json")
+    )
+    for name, n_channels, extension in (
+        ("tiny_unet", 2, "zeros"),
+        ("tiny_unet_mono", 1, "average"),
+    ):
+        params = load_params(tmp_path / f"{name}.json")
+        assert params == FIXTURES[name]
+        assert (params.n_channels, params.mask_extension) == (n_channels, extension)
+        assert params.model_params["conv_n_filters"] == [2, 4, 4, 8, 8, 8]
+        runner, signatures = _runner(tmp_path / f"{name}.tflite")
+        assert sorted(signatures["serving_default"]["outputs"]) == sorted(
+            f"{s}_spectrogram" for s in STEMS
+        )
+        shape = tuple(runner.get_input_details()["mix_spectrogram"]["shape"])
+        assert shape == (1, 16, 64, n_channels)
+        x = _block(params)
+        outputs = runner(mix_spectrogram=x)
+        for output in outputs.values():
+            assert output.shape == shape
+            assert np.all(output >= 0.0) and np.all(output <= x * (1 + 1e-6))

@@ -1,0 +1,246 @@
+"""Spleeter's U-Net (``spleeter/model/functions/unet.py::apply_unet``) in Keras 3.
+
+One U-Net per instrument reads the mixture magnitudes ``(T, F, n_channels)`` and writes
+``sigmoid mask * mixture`` under the name ``<instrument>_spectrogram``. Layers are created in
+Spleeter's order and named as TF1 Keras auto-named them in Spleeter's graph (``conv2d``,
+``conv2d_1``..., counting on across stems), so that Spleeter checkpoint variables map onto
+Keras variables by name (see :func:`spleeter_variable_map`). Names are set explicitly rather
+than left to Keras's process-global counters, which would drift if another model was built
+earlier in the same process.
+
+Only ``keras.layers`` are used, so the model builds on the TensorFlow and the JAX backends.
+
+One addition to Spleeter: its six stride-2 levels need ``T`` and ``F`` to be multiples of 64.
+For other sizes (the tiny test fixtures, T=16) the input is zero-padded at the end of time and
+frequency up to the next multiple of 64 and the mask is cropped back before the final multiply.
+For multiples of 64 (every Spleeter model) no padding layer is added and the graph is Spleeter's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import keras
+
+from streamsep.errors import ConfigError
+from streamsep.params import ModelParams
+
+__all__ = [
+    "DEFAULT_CONV_N_FILTERS",
+    "MULTIPLE",
+    "build_unet",
+    "conv_n_filters",
+    "spleeter_variable_map",
+]
+
+DEFAULT_CONV_N_FILTERS: Final = (16, 32, 64, 128, 256, 512)
+"""Spleeter's encoder filters, one per level."""
+MULTIPLE: Final = 64
+"""``T`` and ``F`` must be multiples of this (2 ** 6 levels) to need no padding."""
+_KERNEL_SEED: Final = 50
+"""Spleeter's ``he_uniform(seed=50)``."""
+
+# Per stem, in Spleeter's creation order: (Keras class name stem, role).
+_ENCODER_ROLES: Final = tuple(f"encoder{i}" for i in range(1, 7))
+_DECODER_ROLES: Final = tuple(f"decoder{i}" for i in range(1, 7))
+_CONV_ROLES: Final = (*(f"{r}_conv" for r in _ENCODER_ROLES), "mask_conv")
+_DECONV_ROLES: Final = tuple(f"{r}_deconv" for r in _DECODER_ROLES)
+_BN_ROLES: Final = (
+    *(f"{r}_bn" for r in _ENCODER_ROLES),
+    *(f"{r}_bn" for r in _DECODER_ROLES),
+)
+
+
+def _keras_name(base: str, index: int) -> str:
+    """TF1 Keras auto-name: ``base`` for the first layer of a class, ``base_<index>`` after."""
+    return base if index == 0 else f"{base}_{index}"
+
+
+def conv_n_filters(params: ModelParams) -> tuple[int, ...]:
+    """The six encoder filter counts of ``params`` (Spleeter's default if unset).
+
+    Raises
+    ------
+    ConfigError
+        If ``model.params.conv_n_filters`` is not a list of 6 positive integers.
+    """
+    filters = params.model_params.get("conv_n_filters", DEFAULT_CONV_N_FILTERS)
+    if (
+        not isinstance(filters, list | tuple)
+        or len(filters) != 6
+        or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in filters)
+    ):
+        raise ConfigError(f"params: conv_n_filters must be 6 positive integers, got {filters!r}")
+    return tuple(filters)
+
+
+def _conv_activation(model_params: dict[str, Any]) -> keras.layers.Layer:
+    """Spleeter's encoder activation: ``ReLU``, ``ELU``, else ``LeakyReLU(0.2)``."""
+    name = str(model_params.get("conv_activation"))
+    if name == "ReLU":
+        return keras.layers.ReLU()
+    if name == "ELU":
+        return keras.layers.ELU()
+    return keras.layers.LeakyReLU(negative_slope=0.2)
+
+
+def _deconv_activation(model_params: dict[str, Any]) -> keras.layers.Layer:
+    """Spleeter's decoder activation: ``LeakyReLU(0.2)``, ``ELU``, else ``ReLU``."""
+    name = str(model_params.get("deconv_activation"))
+    if name == "LeakyReLU":
+        return keras.layers.LeakyReLU(negative_slope=0.2)
+    if name == "ELU":
+        return keras.layers.ELU()
+    return keras.layers.ReLU()
+
+
+class _Namer:
+    """Hands out Spleeter's layer names, counting on across stems like TF1 Keras did."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, base: str) -> str:
+        index = self._counts.get(base, 0)
+        self._counts[base] = index + 1
+        return _keras_name(base, index)
+
+
+def _apply_unet(
+    mix: Any,
+    padded: Any,
+    instrument: str,
+    filters: Sequence[int],
+    model_params: dict[str, Any],
+    n_channels: int,
+    crop: tuple[int, int],
+    name: _Namer,
+) -> Any:
+    """One instrument's U-Net: ``apply_unet`` of Spleeter, layer for layer.
+
+    ``mix`` is the model input ``(T, F, n_channels)``, ``padded`` the same zero-padded to
+    multiples of 64 (or ``mix`` itself); ``crop`` is the ``(time, frequency)`` padding to remove.
+    """
+    conv_act = _conv_activation(model_params)  # one shared instance per stem, as in Spleeter
+    deconv_act = _deconv_activation(model_params)
+    init = keras.initializers.HeUniform(seed=_KERNEL_SEED)
+
+    def conv(n: int, x: Any) -> Any:
+        layer = keras.layers.Conv2D(
+            n, (5, 5), strides=(2, 2), padding="same", kernel_initializer=init, name=name("conv2d")
+        )
+        return layer(x)
+
+    def deconv(n: int, x: Any) -> Any:
+        layer = keras.layers.Conv2DTranspose(
+            n,
+            (5, 5),
+            strides=(2, 2),
+            padding="same",
+            kernel_initializer=init,
+            name=name("conv2d_transpose"),
+        )
+        return layer(x)
+
+    def bn(x: Any) -> Any:
+        return keras.layers.BatchNormalization(axis=-1, name=name("batch_normalization"))(x)
+
+    # Encoder: the skips and the bottleneck are the pre-BN conv outputs, as in Spleeter.
+    convs = []
+    x = padded
+    for n in filters:
+        c = conv(n, x)
+        convs.append(c)
+        x = conv_act(bn(c))  # the sixth activation is unused, as in Spleeter
+    conv1, conv2, conv3, conv4, conv5, conv6 = convs
+
+    # Decoder.
+    x = conv6
+    for n, skip in ((filters[4], conv5), (filters[3], conv4), (filters[2], conv3)):
+        x = keras.layers.Dropout(0.5)(bn(deconv_act(deconv(n, x))))
+        x = keras.layers.Concatenate(axis=-1)([skip, x])
+    for n, skip in ((filters[1], conv2), (filters[0], conv1)):
+        x = bn(deconv_act(deconv(n, x)))
+        x = keras.layers.Concatenate(axis=-1)([skip, x])
+    x = bn(deconv_act(deconv(1, x)))
+
+    # Last layer: Spleeter hard-codes 2 filters (its models are stereo); here n_channels.
+    mask = keras.layers.Conv2D(
+        n_channels,
+        (4, 4),
+        dilation_rate=(2, 2),
+        activation="sigmoid",
+        padding="same",
+        kernel_initializer=init,
+        name=name("conv2d"),
+    )(x)
+    if crop != (0, 0):
+        mask = keras.layers.Cropping2D(((0, crop[0]), (0, crop[1])))(mask)
+    return keras.layers.Multiply(name=f"{instrument}_spectrogram")([mask, mix])
+
+
+def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
+    """Spleeter's multi-stem U-Net for ``params``.
+
+    Parameters
+    ----------
+    params : ModelParams
+        ``T``, ``F``, ``n_channels``, ``instrument_list`` and ``model.params``
+        (``conv_n_filters``, ``conv_activation``, ``deconv_activation``).
+    training : bool
+        True gives a free batch dimension (for fitting); False fixes the batch at 1, the shape
+        exported to TFLite. Dropout and batch norm follow the ``training`` argument of each call.
+
+    Returns
+    -------
+    keras.Model
+        Input ``mix_spectrogram``, shape ``(batch, T, F, n_channels)`` float32, magnitudes.
+        Outputs, in ``instrument_list`` order, ``<instrument>_spectrogram`` of the same shape:
+        ``sigmoid mask * input``.
+
+    Raises
+    ------
+    ConfigError
+        If ``conv_n_filters`` is malformed.
+    """
+    filters = conv_n_filters(params)
+    model_params = params.model_params
+    mix = keras.Input(
+        shape=(params.T, params.F, params.n_channels),
+        batch_size=None if training else 1,
+        name="mix_spectrogram",
+        dtype="float32",
+    )
+    crop = (-params.T % MULTIPLE, -params.F % MULTIPLE)
+    padded = mix
+    if crop != (0, 0):
+        padded = keras.layers.ZeroPadding2D(((0, crop[0]), (0, crop[1])))(mix)
+    namer = _Namer()
+    outputs = [
+        _apply_unet(mix, padded, instrument, filters, model_params, params.n_channels, crop, namer)
+        for instrument in params.instrument_list
+    ]
+    return keras.Model(inputs=mix, outputs=outputs, name="unet")
+
+
+def spleeter_variable_map(instruments: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Spleeter layer (checkpoint variable prefix) -> ``(instrument, role)``.
+
+    For example ``"conv2d_7" -> ("noise", "encoder1_conv")`` for a 2-stem model. Variables are
+    ``<prefix>/kernel``, ``/bias`` (convolutions) and ``<prefix>/gamma``, ``/beta``,
+    ``/moving_mean``, ``/moving_variance`` (batch norms), in Spleeter and in
+    :func:`build_unet`'s model alike, except ``encoder6_bn`` (``batch_normalization_5``,
+    ``_17``...): Spleeter creates it but its output feeds nothing, so the Keras model prunes it
+    and an importer should skip those checkpoint variables.
+    """
+    mapping: dict[str, tuple[str, str]] = {}
+    for s, instrument in enumerate(instruments):
+        for base, roles in (
+            ("conv2d", _CONV_ROLES),
+            ("conv2d_transpose", _DECONV_ROLES),
+            ("batch_normalization", _BN_ROLES),
+        ):
+            for i, role in enumerate(roles):
+                mapping[_keras_name(base, s * len(roles) + i)] = (instrument, role)
+    return mapping

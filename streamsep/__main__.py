@@ -17,6 +17,7 @@ from .settings import StreamSettings
 _LOGGER = logging.getLogger("streamsep")
 
 _OUTPUT_FORMATS = ("wav", "flac")
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -25,29 +26,42 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--params", "-p", metavar="P", help="Spleeter-style params JSON (default: bundled model)"
     )
     group.add_argument(
-        "--model", "-m", metavar="M",
+        "--model",
+        "-m",
+        metavar="M",
         help="model: .tflite file or 'passthrough' (default: bundled model)",
     )
     group.add_argument(
-        "--model-threads", type=int, default=2, metavar="N",
+        "--model-threads",
+        type=int,
+        default=2,
+        metavar="N",
         help="LiteRT interpreter threads (default: 2)",
     )
     group = parser.add_argument_group("stream")
     group.add_argument(
-        "--stream-hop-frames", type=int, metavar="N",
+        "--stream-hop-frames",
+        type=int,
+        metavar="N",
         help="frames between model blocks (default: T/4)",
     )
     group.add_argument(
-        "--stream-lookahead-frames", type=int, metavar="N",
+        "--stream-lookahead-frames",
+        type=int,
+        metavar="N",
         help="future frames a mask may use; latency = frame_length-1 + N*frame_step samples "
         "(default: T/2)",
     )
     group.add_argument(
-        "--stream-window", choices=("hann", "boxcar"), default="hann",
+        "--stream-window",
+        choices=("hann", "boxcar"),
+        default="hann",
         help="weighting of overlapping blocks (default: hann)",
     )
     group.add_argument(
-        "--stream-segmentation", choices=("overlap", "spleeter"), default="overlap",
+        "--stream-segmentation",
+        choices=("overlap", "spleeter"),
+        default="overlap",
         help="'spleeter' = non-overlapping T-frame blocks as Spleeter (default: overlap)",
     )
 
@@ -86,14 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_sep.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (WAV, FLAC, ...)")
     p_sep.add_argument("-o", "--output-dir", required=True, metavar="OUTDIR", help="output folder")
     p_sep.add_argument(
-        "-f", "--format", choices=_OUTPUT_FORMATS, default="wav",
+        "-f",
+        "--format",
+        choices=_OUTPUT_FORMATS,
+        default="wav",
         help="output format (default: wav, 32-bit float; flac is 24-bit)",
     )
     p_sep.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_args(p_sep)
 
     p_info = sub.add_parser(
-        "info", help="show the model, its stems and the streaming latency",
+        "info",
+        help="show the model, its stems and the streaming latency",
         description="Load the model and print its params and the algorithmic latency.",
     )
     _add_model_args(p_info)
@@ -112,14 +130,13 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     for path in inputs:
         waveform, rate = read_audio(path)
         show = not args.no_progress and sys.stderr.isatty()
+        total_seconds = waveform.shape[0] / rate
         with tqdm(
-            total=waveform.shape[0] / rate, unit="s", desc=path.name, disable=not show,
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]",
+            total=total_seconds, unit="s", desc=path.name, disable=not show, bar_format=_BAR
         ) as bar:
-            total_seconds = waveform.shape[0] / rate
 
-            def progress(done: int, total: int, bar: tqdm = bar, seconds: float = total_seconds) -> None:
-                bar.n = seconds * done / max(total, 1)
+            def progress(done: int, total: int, bar: tqdm = bar) -> None:
+                bar.n = total_seconds * done / max(total, 1)
                 bar.refresh()
 
             stems = separator.separate(waveform, rate, progress=progress)

@@ -1,4 +1,5 @@
-"""Command line: ``streamsep separate``, ``streamsep info``."""
+"""Command line: ``streamsep separate``, ``streamsep info`` (and ``stream``, ``listen``, ``keys``
+from :mod:`streamsep.netcli`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, netcli
 from .audio import read_audio, write_audio
 from .errors import StreamsepError
 from .offline import Separator
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load the model and print its params and the algorithmic latency.",
     )
     _add_model_args(p_info)
+    netcli.add_parsers(sub, _add_model_args)  # stream, listen, keys
     return parser
 
 
@@ -135,8 +137,10 @@ def _cmd_separate(args: argparse.Namespace) -> int:
             total=total_seconds, unit="s", desc=path.name, disable=not show, bar_format=_BAR
         ) as bar:
 
-            def progress(done: int, total: int, bar: tqdm = bar) -> None:
-                bar.n = total_seconds * done / max(total, 1)
+            def progress(
+                done: int, total: int, bar: tqdm = bar, seconds: float = total_seconds
+            ) -> None:
+                bar.n = seconds * done / max(total, 1)
                 bar.refresh()
 
             stems = separator.separate(waveform, rate, progress=progress)
@@ -176,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"separate": _cmd_separate, "info": _cmd_info}
+    handlers = {"separate": _cmd_separate, "info": _cmd_info, **netcli.handlers(_make_separator)}
     try:
         return handlers[args.command](args)
     except StreamsepError as e:

@@ -220,9 +220,7 @@ def apply_masks(
             mean = masks.mean(axis=2, keepdims=True)
             np.multiply(mean, spectra[None, :, n_model_bins:], out=out[:, :, n_model_bins:])
         else:
-            raise ValueError(
-                f"mask_extension must be 'zeros' or 'average', got {mask_extension!r}"
-            )
+            raise ValueError(f"mask_extension must be 'zeros' or 'average', got {mask_extension!r}")
     return out
 
 

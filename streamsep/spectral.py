@@ -18,6 +18,7 @@ of ``frame_step`` (Spleeter's 4096/1024 is).
 
 from __future__ import annotations
 
+import abc
 from typing import Final
 
 import numpy as np
@@ -224,13 +225,8 @@ def apply_masks(
     return out
 
 
-class StreamingStft:
-    """Incremental Spleeter STFT: feed audio in any chunk sizes, get the frames that are ready.
-
-    Frame ``k`` covers samples ``[k * frame_step - frame_length, k * frame_step)`` of the input
-    (negative indices are the prepended zeros), so it is ready once ``k * frame_step`` samples
-    have arrived; frame 0 is ready before any input. Not thread-safe.
-    """
+class _StreamingTransform(abc.ABC):
+    """Shared set-up of the incremental transforms."""
 
     def __init__(self, frame_length: int, frame_step: int, n_channels: int) -> None:
         if frame_length % frame_step:
@@ -242,6 +238,19 @@ class StreamingStft:
         self.n_channels = n_channels
         self._window = hann_window(frame_length)
         self.reset()
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Back to the start of a stream."""
+
+
+class StreamingStft(_StreamingTransform):
+    """Incremental Spleeter STFT: feed audio in any chunk sizes, get the frames that are ready.
+
+    Frame ``k`` covers samples ``[k * frame_step - frame_length, k * frame_step)`` of the input
+    (negative indices are the prepended zeros), so it is ready once ``k * frame_step`` samples
+    have arrived; frame 0 is ready before any input. Not thread-safe.
+    """
 
     def reset(self) -> None:
         """Forget all input: the next frame is frame 0 again."""
@@ -293,24 +302,13 @@ class StreamingStft:
         return frames[:missing]
 
 
-class StreamingIstft:
+class StreamingIstft(_StreamingTransform):
     """Incremental Spleeter inverse STFT (overlap-add).
 
     Feed frames in order from frame 0; each call returns the samples that no later frame can
     change. The ``frame_length`` prepended samples are dropped, so the first returned sample is
     sample 0 of the original signal. Not thread-safe.
     """
-
-    def __init__(self, frame_length: int, frame_step: int, n_channels: int) -> None:
-        if frame_length % frame_step:
-            raise ValueError(
-                f"frame_length must be a multiple of frame_step, got {frame_length}, {frame_step}"
-            )
-        self.frame_length = frame_length
-        self.frame_step = frame_step
-        self.n_channels = n_channels
-        self._window = hann_window(frame_length)
-        self.reset()
 
     def reset(self) -> None:
         """Forget all frames: the next frame fed is frame 0 again."""

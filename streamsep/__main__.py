@@ -30,7 +30,8 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--model",
         "-m",
         metavar="M",
-        help="model: .tflite file or 'passthrough' (default: bundled model)",
+        help="model: .tflite file, Spleeter checkpoint directory, or 'passthrough' "
+        "(default: bundled model)",
     )
     group.add_argument(
         "--model-threads",

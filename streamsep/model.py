@@ -187,8 +187,8 @@ def load_model(model: str | Path, params: ModelParams, num_threads: int = 1) -> 
     path = Path(model)
     if path.is_dir():
         raise ModelError(
-            f"{path} is a directory; Spleeter checkpoint directories need conversion "
-            "(see tools/convert_spleeter.py)"
+            f"{path} is a directory; load a Spleeter checkpoint directory with Separator "
+            "(converted once and cached) or convert it with tools/convert_spleeter.py"
         )
     if path.suffix != ".tflite":
         raise ModelError(f"model must be a .tflite file or 'passthrough', got {path}")

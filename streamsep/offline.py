@@ -15,8 +15,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .audio import adapt_channels, resample
+from .checkpoint import cached_tflite_for_checkpoint
 from .errors import ConfigError, ModelError
-from .model import MaskModel, load_model
+from .model import PASSTHROUGH, MaskModel, load_model
 from .params import ModelParams, load_params
 from .resources import default_model_paths
 from .settings import StreamSettings
@@ -145,6 +146,9 @@ class Separator:
 
 
 def _load_any_model(model: str | Path, params: ModelParams, num_threads: int) -> MaskModel:
+    if str(model) != PASSTHROUGH and Path(model).is_dir():
+        # A Spleeter checkpoint directory: converted once, then the cached .tflite is loaded.
+        model = cached_tflite_for_checkpoint(model, params)
     return load_model(model, params, num_threads)
 
 

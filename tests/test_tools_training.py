@@ -1,0 +1,268 @@
+"""tools.dataset, tools.losses and tools.train: SNR mixing, generator, loss, splits, training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamsep.params import ModelParams
+from tools.dataset import (
+    NOISE_STEM,
+    ORCA_STEM,
+    SAME_RECORDING,
+    BlockGenerator,
+    Clip,
+    Pool,
+    active_frames,
+    block_magnitudes,
+    make_mixture,
+    manifest_entries,
+    noise_gain_for_snr,
+    prepare_audio,
+    snr_db,
+)
+from tools.losses import l1_per_stem_numpy
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+_TF_REASON = "tools extra (TensorFlow) not installed"
+needs_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason="shared data not available at ../shared/data"
+)
+
+RATE = 8000
+FRAME = 256
+
+
+def _params() -> ModelParams:
+    """Tiny model and DSP: 8 kHz, 256/64, T=16, F=64, mono, tiny U-Net."""
+    return ModelParams(
+        instrument_list=(ORCA_STEM, NOISE_STEM),
+        sample_rate=RATE,
+        frame_length=FRAME,
+        frame_step=64,
+        T=16,
+        F=64,
+        n_channels=1,
+        highpass_hz=20.0,
+        model={
+            "type": "unet.unet",
+            "params": {
+                "conv_n_filters": [2, 4, 4, 8, 8, 8],
+                "conv_activation": "ELU",
+                "deconv_activation": "ELU",
+            },
+        },
+    )
+
+
+def _call(rng: np.random.Generator, index: int) -> Clip:
+    """2 s: quiet background (-40 dB), then a 0.5 s harmonic call at a random start."""
+    n = 2 * RATE
+    x = 0.001 * rng.standard_normal(n)
+    start = int(rng.integers(0, n - RATE // 2))
+    t = np.arange(RATE // 2) / RATE
+    f0 = 800 + 200 * index
+    x[start : start + RATE // 2] += 0.1 * (
+        np.sin(2 * np.pi * f0 * t) + 0.5 * np.sin(4 * np.pi * f0 * t)
+    )
+    audio = x.astype(np.float32)
+    return Clip(
+        f"calls/c{index}.flac",
+        "orca-call",
+        f"calls/c{index}.flac",
+        audio,
+        active_frames(audio, FRAME),
+        FRAME,
+    )
+
+
+def _noise(rng: np.random.Generator, index: int) -> Clip:
+    audio = (0.05 * rng.standard_normal(3 * RATE)).astype(np.float32)
+    n_frames = -(-audio.shape[0] // FRAME)
+    return Clip(
+        f"noise/n{index}.flac",
+        "noise-ship",
+        f"noise/n{index}.flac",
+        audio,
+        np.ones(n_frames, bool),
+        FRAME,
+    )
+
+
+@pytest.fixture
+def pool() -> Pool:
+    rng = np.random.default_rng(5)
+    return Pool(RATE, [_call(rng, i) for i in range(4)], [_noise(rng, i) for i in range(3)])
+
+
+def test_active_frames_definition() -> None:
+    frame = np.ones(100)
+    x = np.concatenate([1.0 * frame, 0.5 * frame, 0.1 * frame, 0.05 * frame])  # 0, -6, -20, -26 dB
+    assert active_frames(x, 100).tolist() == [True, True, True, False]
+    assert active_frames(x, 100, threshold_db=10).tolist() == [True, True, False, False]
+    assert active_frames(x[:350], 100).shape == (4,)  # partial last frame kept
+
+
+def test_snr_and_noise_gain_match_the_definition(rng: np.random.Generator) -> None:
+    call, noise = rng.standard_normal(1000), rng.standard_normal(1000)
+    active = np.zeros(1000, bool)
+    active[200:500] = True
+    expected = 10 * np.log10(np.sum(call[200:500] ** 2) / np.sum(noise[200:500] ** 2))
+    assert snr_db(call, noise, active) == pytest.approx(expected, abs=1e-12)
+    gain = noise_gain_for_snr(call, noise, active, -7.5)
+    assert snr_db(call, gain * noise, active) == pytest.approx(-7.5, abs=1e-9)
+
+
+@pytest.mark.parametrize("target_db", [-10.0, 0.0, 6.5])
+@pytest.mark.parametrize("augment", [False, True])
+def test_mixture_snr_matches_its_definition(pool: Pool, target_db: float, augment: bool) -> None:
+    rng = np.random.default_rng(11)
+    mixture = make_mixture(
+        pool,
+        rng,
+        3 * RATE,
+        target_db,
+        n_calls=2,
+        crop_seconds=(0.5, 1.5),
+        augment=augment,
+        level_db=-30,
+    )
+    orca, noise = mixture.sources[ORCA_STEM], mixture.sources[NOISE_STEM]
+    np.testing.assert_allclose(mixture.mix, orca + noise, atol=1e-7)
+    # Recompute the SNR from scratch: active samples are where the call's frames are within
+    # 20 dB of its file's loudest frame; here the synthetic call is the only loud part.
+    assert mixture.active.any() and not mixture.active.all()
+    assert np.abs(orca[~mixture.active]).max() < np.abs(orca[mixture.active]).max() / 3
+    measured = 10 * np.log10(
+        np.sum(orca[mixture.active].astype(np.float64) ** 2)
+        / np.sum(noise[mixture.active].astype(np.float64) ** 2)
+    )
+    assert measured == pytest.approx(target_db, abs=1e-3)  # float32 rounding of the sources
+    rms_db = 10 * np.log10(np.mean(mixture.mix.astype(np.float64) ** 2))
+    assert rms_db == pytest.approx(-30, abs=1e-3) or np.abs(mixture.mix).max() == pytest.approx(
+        0.98
+    )
+    assert len({c["path"] for c in mixture.meta["calls"]}) == 2  # different call files
+
+
+def test_mixture_is_deterministic_and_noise_only_works(pool: Pool) -> None:
+    a = make_mixture(pool, np.random.default_rng(3), RATE, 0.0, augment=True)
+    b = make_mixture(pool, np.random.default_rng(3), RATE, 0.0, augment=True)
+    np.testing.assert_array_equal(a.mix, b.mix)
+    empty = make_mixture(pool, np.random.default_rng(3), RATE, 0.0, with_call=False)
+    assert empty.snr_db is None and not empty.sources[ORCA_STEM].any()
+    chosen = make_mixture(pool, np.random.default_rng(3), RATE, 0.0, noise_index=2)
+    assert chosen.meta["noises"][0]["path"] == "noise/n2.flac"
+
+
+def test_prepare_audio_removes_dc_and_resamples() -> None:
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    tone = 0.01 * np.sin(2 * np.pi * 1000 * t)
+    stereo = np.stack([tone + 0.5, tone + 0.5], axis=1)  # 99.9 % DC by energy
+    out = prepare_audio(stereo, rate, RATE)
+    assert out.shape == (2 * RATE,) and out.dtype == np.float32
+    middle = out[RATE // 2 : -RATE // 2]
+    assert abs(float(middle.mean())) < 1e-4
+    assert np.sqrt(np.mean(middle**2)) == pytest.approx(0.01 / np.sqrt(2), rel=0.01)
+
+
+def test_block_generator_shapes_and_determinism(pool: Pool) -> None:
+    params = _params()
+    generator = BlockGenerator(pool, params, seed=1, batch_size=3, p_no_call=0.0)
+    x, y = generator.batch(4)
+    assert x.shape == (3, 16, 64, 1) and x.dtype == np.float32
+    assert set(y) == {ORCA_STEM, NOISE_STEM}
+    assert all(v.shape == x.shape and (v >= 0).all() for v in y.values())
+    assert y[ORCA_STEM].any()
+    x2, y2 = generator.batch(4)  # same index, same data, whatever came before
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y[ORCA_STEM], y2[ORCA_STEM])
+    assert not np.array_equal(x, generator.batch(5)[0])
+    silent = BlockGenerator(pool, params, seed=1, batch_size=2, p_no_call=1.0).batch(0)
+    assert not silent[1][ORCA_STEM].any()
+
+
+def test_block_magnitudes_sees_no_padding() -> None:
+    params = _params()
+    n = (params.T + params.frame_length // params.frame_step - 1) * params.frame_step
+    x = np.ones(n, np.float32)  # constant: every frame inside has the same spectrum
+    mags = block_magnitudes(x, params)
+    assert mags.shape == (16, 64, 1)
+    np.testing.assert_allclose(mags, np.broadcast_to(mags[:1], mags.shape), rtol=1e-5)
+
+
+def test_l1_loss_numpy_matches_hand_computation() -> None:
+    out = [np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[0.0, 0.0], [0.0, 1.0]])]
+    target = [np.array([[0.0, 2.0], [5.0, 4.0]]), np.array([[1.0, 1.0], [1.0, 1.0]])]
+    # stem 0: (1 + 0 + 2 + 0) / 4 = 0.75; stem 1: (1 + 1 + 1 + 0) / 4 = 0.75
+    assert l1_per_stem_numpy(out, target) == [0.75, 0.75]
+
+
+@pytest.mark.tools
+def test_l1_loss_keras_matches_hand_computation() -> None:
+    pytest.importorskip("tensorflow", reason=_TF_REASON)
+    from keras import ops
+
+    from tools.losses import l1_per_stem
+
+    rng = np.random.default_rng(0)
+    outputs = [rng.random((2, 4, 8, 1)).astype(np.float32) for _ in range(2)]
+    targets = [rng.random((2, 4, 8, 1)).astype(np.float32) for _ in range(2)]
+    losses = l1_per_stem(
+        [ops.convert_to_tensor(o) for o in outputs], [ops.convert_to_tensor(t) for t in targets]
+    )
+    for loss, o, t in zip(losses, outputs, targets, strict=True):
+        hand = sum(abs(float(a) - float(b)) for a, b in zip(o.ravel(), t.ravel(), strict=True))
+        assert float(loss) == pytest.approx(hand / o.size, rel=1e-6)
+
+
+@pytest.mark.shared_data
+@needs_data
+def test_train_and_validation_share_no_source_file() -> None:
+    rows = manifest_entries(DATA)
+    assert len({r["path"] for r in rows}) == len(rows)  # duplicated manifest rows dropped
+    train = {r["path"] for r in rows if r["split"] == "train"}
+    val = {r["path"] for r in rows if r["split"] == "val"}
+    assert train and val and not train & val
+    recordings = {
+        split: {r["recording"] for r in rows if r["split"] == split} for split in ("train", "val")
+    }
+    assert not recordings["train"] & recordings["val"]
+    # Known excerpts of one recording stay together (G clan song 01/02 are in NAXYS segment07p).
+    for path, recording in SAME_RECORDING.items():
+        sides = {r["split"] for r in rows if r["recording"] == recording}
+        assert len(sides) == 1, (path, sides)
+    assert not any(r["kind"].startswith("orcasound") for r in rows)  # "orca-" means calls only
+
+
+@pytest.mark.tools
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+def test_train_two_steps_resume_and_export(pool: Pool, tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow", reason=_TF_REASON)
+    from streamsep.model import load_model
+    from tools.train import TrainSettings, train
+
+    params = _params()
+    generator = BlockGenerator(pool, params, seed=0, batch_size=2)
+    val_set = [BlockGenerator(pool, params, seed=9, batch_size=2, augment=False).batch(0)]
+    out = tmp_path / "run"
+    common = dict(out_dir=out, log_every=1, eval_every=2, checkpoint_every=2, progress=False)
+    first = train(params, generator, val_set, TrainSettings(steps=2, export=False, **common))
+    assert first["step"] == 2 and not (out / "export").exists()
+    second = train(params, generator, val_set, TrainSettings(steps=3, resume=True, **common))
+    assert second["step"] == 3
+    state = json.loads((out / "ckpt" / "state.json").read_text())
+    assert state["step"] == 3
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3]
+    assert [r["step"] for r in records if r["split"] == "val"] == [0, 2, 3]
+    assert all(np.isfinite(r["loss"]) for r in records)
+    model = load_model(second["tflite"], params, 1)
+    masks = model.predict(np.ones((16, 64, 1), np.float32))
+    assert masks.shape == (2, 16, 64, 1)
+    np.testing.assert_allclose(masks.sum(axis=0), 1.0, atol=1e-5)

@@ -1,0 +1,503 @@
+"""Train a Spleeter U-Net on orca/noise mixtures made on the fly, and export it to TFLite.
+
+Usage::
+
+    python -m tools.train --params configs/orca-small.json --out runs/orca-small \\
+        (--minutes M | --steps N) [--data /work/shared/data | --train-csv CSV --val-csv CSV] \\
+        [--resume] [--seed S] [--batch-size B] [--lr 1e-3] [--loss l1] [--export-only]
+
+Recipe: :func:`tools.unet.build_unet` (Spleeter's U-Net, widths and activations from the
+params), Adam, the seed's loss (:mod:`tools.losses`: per stem the mean absolute difference of
+``mask * mix`` and the target magnitudes, summed over stems), batches from
+:class:`tools.dataset.BlockGenerator` (train split, augmented) and a fixed validation set (val
+split, same recipe, not augmented, its own seed).
+
+Outputs under ``--out``: ``params.json``; ``log.jsonl`` (one JSON object per line:
+``{"split": "train" | "val", "step", "loss", "loss_<stem>"..., "elapsed_s"}``; train losses are
+means over the last ``--log-every`` steps, validation losses over the whole validation set);
+``ckpt/last.weights.h5`` + ``ckpt/optimizer.npz`` + ``ckpt/state.json`` (``--resume`` continues
+from them with the same step counter; batch ``i`` depends only on ``(seed, i)``, so a resumed
+run sees the data an uninterrupted one would); ``export/<name>.tflite`` + ``.json`` at the end
+(``--export-only`` exports the last checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from streamsep.errors import ConfigError, StreamsepError
+from streamsep.params import ModelParams, load_params
+
+from .dataset import (
+    NOISE_STEM,
+    ORCA_STEM,
+    Batch,
+    BlockGenerator,
+    CsvBlockGenerator,
+    load_pool,
+)
+from .losses import LOSSES, l1_per_stem
+
+__all__ = ["TrainSettings", "train", "export_checkpoint", "validation_batches", "main"]
+
+_LOGGER = logging.getLogger(__name__)
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+DEFAULT_DATA: Final = ROOT.parent / "shared" / "data"
+VALIDATION_SEED_OFFSET: Final = 1_000_003
+"""The validation set is drawn from ``seed + VALIDATION_SEED_OFFSET`` (never a train seed)."""
+WEIGHTS_FILE: Final = "last.weights.h5"
+OPTIMIZER_FILE: Final = "optimizer.npz"
+STATE_FILE: Final = "state.json"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How long and how to train."""
+
+    out_dir: Path
+    """Run folder (created)."""
+    steps: int | None = None
+    """Stop at this step count (total, across resumes); None: only ``minutes`` limits."""
+    minutes: float | None = None
+    """Stop after this many minutes of this invocation's training loop."""
+    seed: int = 3
+    """Seed of the weights, dropout and data."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    loss: str = "l1"
+    """One of :data:`tools.losses.LOSSES`."""
+    log_every: int = 10
+    """Steps per train-loss line in ``log.jsonl``."""
+    eval_every: int = 50
+    """Steps between validation losses (also logged at step 0 and at the end)."""
+    checkpoint_every: int = 100
+    """Steps between checkpoints (also at the end)."""
+    resume: bool = False
+    """Continue from ``out_dir/ckpt``."""
+    export_name: str = "orca_unet"
+    """File stem of the exported ``.tflite`` and params JSON."""
+    precision: str = "float32"
+    """Export precision (see ``tools.export_tflite.PRECISIONS``)."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+    export: bool = True
+    """Export to TFLite at the end."""
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.minutes is None:
+            raise ConfigError("train: give steps or minutes")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"train: loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"train: learning_rate must be > 0, got {self.learning_rate}")
+
+
+def validation_batches(
+    data_dir: str | Path, params: ModelParams, seed: int, n_batches: int, batch_size: int
+) -> list[Batch]:
+    """The fixed validation set: ``n_batches`` unaugmented batches of the val split."""
+    pool = load_pool(data_dir, "val", params.sample_rate, params.frame_length)
+    generator = BlockGenerator(
+        pool, params, seed=seed + VALIDATION_SEED_OFFSET, batch_size=batch_size, augment=False
+    )
+    return [generator.batch(i) for i in range(n_batches)]
+
+
+def _save_checkpoint(model: Any, optimizer: Any, ckpt: Path, state: dict[str, Any]) -> None:
+    """Weights, optimizer variables and state, each written to a temporary file then renamed."""
+    ckpt.mkdir(parents=True, exist_ok=True)
+    tmp_weights = ckpt / f"tmp-{WEIGHTS_FILE}"
+    model.save_weights(tmp_weights)
+    store: dict[str, np.ndarray] = {}
+    optimizer.save_own_variables(store)
+    with (ckpt / "tmp-optimizer.npz").open("wb") as f:
+        np.savez(f, **store)  # type: ignore[arg-type]  # numpy stub: allow_pickle clash
+    (ckpt / f"tmp-{STATE_FILE}").write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp_weights, ckpt / WEIGHTS_FILE)
+    os.replace(ckpt / "tmp-optimizer.npz", ckpt / OPTIMIZER_FILE)
+    os.replace(ckpt / f"tmp-{STATE_FILE}", ckpt / STATE_FILE)
+
+
+def _load_checkpoint(model: Any, optimizer: Any, ckpt: Path) -> dict[str, Any]:
+    model.load_weights(ckpt / WEIGHTS_FILE)
+    with np.load(ckpt / OPTIMIZER_FILE) as data:
+        optimizer.load_own_variables({key: data[key] for key in data.files})
+    state: dict[str, Any] = json.loads((ckpt / STATE_FILE).read_text())
+    return state
+
+
+class _Prefetcher:
+    """Makes batches ``start, start + 1, ...`` on a background thread ("train-data")."""
+
+    def __init__(self, generator: BlockGenerator, start: int, depth: int = 4) -> None:
+        self._generator = generator
+        self._queue: queue.Queue[Batch] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(start,), name="train-data", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, index: int) -> None:
+        while not self._stop.is_set():
+            batch = self._generator.batch(index)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(batch, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            index += 1
+
+    def get(self) -> Batch:
+        return self._queue.get(timeout=60)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def train(
+    params: ModelParams,
+    generator: BlockGenerator,
+    val_set: list[Batch],
+    settings: TrainSettings,
+) -> dict[str, Any]:
+    """Train (or resume), checkpoint, log and export; return a summary.
+
+    Parameters
+    ----------
+    params : ModelParams
+        Model and DSP; ``instrument_list`` must be ``["orca_vocals", "noise"]``.
+    generator : BlockGenerator
+        Training batches (``batch(i)`` for step ``i``).
+    val_set : list of batches
+        Fixed validation batches.
+    settings : TrainSettings
+
+    Returns
+    -------
+    dict
+        ``step``, ``first``/``last`` train and val losses, ``seconds``, ``steps_per_second``,
+        ``tflite`` and ``params`` paths of the export.
+
+    Raises
+    ------
+    ConfigError
+        If resuming with other params than the checkpoint's, or nothing to resume from.
+    """
+    import keras
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from .unet import build_unet
+
+    out = settings.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "ckpt"
+    stems = params.instrument_list
+    keras.utils.set_random_seed(settings.seed)
+    model = build_unet(params, training=True)
+    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
+    optimizer.build(model.trainable_variables)
+    step, elapsed_before = 0, 0.0
+    if settings.resume:
+        if not (ckpt / STATE_FILE).is_file():
+            raise ConfigError(f"nothing to resume: {ckpt / STATE_FILE} not found")
+        state = _load_checkpoint(model, optimizer, ckpt)
+        if state["params"] != params.to_dict():
+            raise ConfigError("resume: params differ from the checkpoint's")
+        step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
+        _LOGGER.info("resumed from %s at step %d", ckpt, step)
+    params.save(out / "params.json")
+
+    @tf.function
+    def train_step(x: Any, ys: list[Any]) -> list[Any]:
+        with tf.GradientTape() as tape:
+            losses = l1_per_stem(model(x, training=True), ys)
+            loss = tf.add_n(losses)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return losses
+
+    @tf.function
+    def eval_step(x: Any, ys: list[Any]) -> list[Any]:
+        return l1_per_stem(model(x, training=False), ys)
+
+    log_file = (out / "log.jsonl").open("a")
+    started = time.perf_counter()
+    summary: dict[str, Any] = {"first_train": None, "first_val": None}
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - started
+
+    def log(split: str, losses: np.ndarray) -> dict[str, Any]:
+        record = {"split": split, "step": step, "loss": float(losses.sum())}
+        record.update({f"loss_{s}": float(v) for s, v in zip(stems, losses, strict=True)})
+        record["elapsed_s"] = round(elapsed(), 2)
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+        key = f"first_{split}"
+        if summary[key] is None:
+            summary[key] = record
+        summary[f"last_{split}"] = record
+        return record
+
+    def validate() -> dict[str, Any]:
+        values = [
+            np.array([float(v) for v in eval_step(x, [y[s] for s in stems])]) for x, y in val_set
+        ]
+        return log("val", np.mean(values, axis=0))
+
+    def checkpoint() -> None:
+        state = {
+            "step": step,
+            "elapsed_s": elapsed(),
+            "seed": settings.seed,
+            "params": params.to_dict(),
+        }
+        _save_checkpoint(model, optimizer, ckpt, state)
+
+    if step == 0:
+        validate()
+    deadline = None if settings.minutes is None else time.perf_counter() + 60 * settings.minutes
+    prefetcher = _Prefetcher(generator, step)
+    bar = tqdm(total=settings.steps, initial=step, disable=not settings.progress, unit="step")
+    window: list[np.ndarray] = []
+    start_step, last_val_step = step, -1
+    try:
+        while (settings.steps is None or step < settings.steps) and (
+            deadline is None or time.perf_counter() < deadline
+        ):
+            x, y = prefetcher.get()
+            losses = np.array([float(v) for v in train_step(x, [y[s] for s in stems])])
+            step += 1
+            window.append(losses)
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses.sum():.4f}")
+            if step % settings.log_every == 0:
+                log("train", np.mean(window, axis=0))
+                window = []
+            if step % settings.eval_every == 0:
+                record = validate()
+                last_val_step = step
+                bar.write(f"step {step}: val loss {record['loss']:.4f}")
+            if step % settings.checkpoint_every == 0:
+                checkpoint()
+    finally:
+        bar.close()
+        prefetcher.close()
+    if window:
+        log("train", np.mean(window, axis=0))
+    if last_val_step != step:
+        validate()
+    checkpoint()
+    log_file.close()
+    seconds = time.perf_counter() - started
+    if settings.export:
+        tflite, params_path = export_checkpoint(
+            params,
+            out,
+            name=settings.export_name,
+            precision=settings.precision,
+            model=model,
+            representative=generator,
+        )
+        summary.update(tflite=str(tflite), params=str(params_path))
+    summary.update(
+        step=step,
+        batch_size=generator.batch_size,
+        learning_rate=settings.learning_rate,
+        seed=settings.seed,
+        seconds=round(seconds, 1),
+        steps_per_second=round((step - start_step) / max(seconds, 1e-9), 3),
+    )
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def export_checkpoint(
+    params: ModelParams,
+    out_dir: Path,
+    *,
+    name: str = "orca_unet",
+    precision: str = "float32",
+    model: Any = None,
+    representative: BlockGenerator | None = None,
+) -> tuple[Path, Path]:
+    """Export ``model`` (or the weights of ``out_dir/ckpt``) to ``out_dir/export/name.*``.
+
+    For ``int8`` the activations are calibrated on 64 mixture blocks of ``representative``
+    (random blocks if None).
+    """
+    from .export_tflite import export
+    from .unet import build_unet
+
+    inference = build_unet(params)
+    if model is not None:
+        inference.set_weights(model.get_weights())
+    else:
+        weights = out_dir / "ckpt" / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ConfigError(f"no checkpoint to export: {weights} not found")
+        inference.load_weights(weights)
+    blocks = None
+    if precision == "int8" and representative is not None:
+        n_batches = -(-64 // representative.batch_size)
+        blocks = [b for i in range(n_batches) for b in representative.batch(i)[0]]
+    return export(
+        inference,
+        params,
+        out_dir / "export",
+        precision=precision,
+        name=name,
+        representative_data=blocks,
+    )
+
+
+def _parse_filters(text: str) -> list[int]:
+    try:
+        return [int(f) for f in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from .export_tflite import PRECISIONS  # imports Keras: only once the CLI runs
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.train", description="Train a Spleeter U-Net on orca mixtures."
+    )
+    parser.add_argument("--params", type=Path, required=True, help="Spleeter params JSON")
+    parser.add_argument("--out", type=Path, required=True, help="run folder, e.g. runs/NAME")
+    limit = parser.add_mutually_exclusive_group()
+    limit.add_argument("--minutes", type=float, help="training time limit in minutes")
+    limit.add_argument("--steps", type=int, help="total steps (across resumes)")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help=f"shared data (default {DEFAULT_DATA})"
+    )
+    parser.add_argument("--train-csv", type=Path, help="train on a built dataset's CSV instead")
+    parser.add_argument("--val-csv", type=Path, help="validate on a built dataset's CSV")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/ckpt")
+    parser.add_argument("--seed", type=int, default=3, help="seed (default 3)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: params or 8")
+    parser.add_argument(
+        "--lr", type=float, help="Adam learning rate (default: params learning_rate or 1e-3)"
+    )
+    parser.add_argument(
+        "--filters", type=_parse_filters, help="conv_n_filters override, e.g. 4,8,16,32,64,128"
+    )
+    parser.add_argument("--loss", choices=LOSSES, default="l1", help="training loss (l1)")
+    parser.add_argument("--snr-min", type=float, default=-10.0, help="input SNR, dB (-10)")
+    parser.add_argument("--snr-max", type=float, default=10.0, help="input SNR, dB (10)")
+    parser.add_argument("--val-batches", type=int, default=6, help="validation batches (6)")
+    parser.add_argument("--log-every", type=int, default=10, help="steps per train log (10)")
+    parser.add_argument("--eval-every", type=int, default=50, help="steps per validation (50)")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps (100)")
+    parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads (2)")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="float32", help="export precision (float32)"
+    )
+    parser.add_argument("--name", default="orca_unet", help="export file stem (orca_unet)")
+    parser.add_argument("--export-only", action="store_true", help="export OUT/ckpt and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the parser imports Keras
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    try:
+        params = load_params(args.params)
+        if args.filters is not None:
+            from .export_tflite import with_overrides
+
+            params = with_overrides(params, filters=args.filters)
+        if params.instrument_list != (ORCA_STEM, NOISE_STEM):
+            raise ConfigError(
+                f"expected instrument_list {[ORCA_STEM, NOISE_STEM]}, "
+                f"got {list(params.instrument_list)}"
+            )
+        batch_size = args.batch_size or int(params.extra.get("batch_size", 8))
+        learning_rate = args.lr or float(params.extra.get("learning_rate", 1e-3))
+        generator: BlockGenerator
+        if args.train_csv is not None:
+            generator = CsvBlockGenerator(
+                args.train_csv, params, seed=args.seed, batch_size=batch_size
+            )
+        else:
+            pool = load_pool(args.data, "train", params.sample_rate, params.frame_length)
+            generator = BlockGenerator(
+                pool,
+                params,
+                seed=args.seed,
+                batch_size=batch_size,
+                snr_range=(args.snr_min, args.snr_max),
+            )
+        if args.export_only:
+            for path in export_checkpoint(
+                params,
+                args.out,
+                name=args.name,
+                precision=args.precision,
+                representative=generator,
+            ):
+                print(path)
+            return 0
+        settings = TrainSettings(
+            out_dir=args.out,
+            steps=args.steps,
+            minutes=args.minutes,
+            seed=args.seed,
+            learning_rate=learning_rate,
+            loss=args.loss,
+            log_every=args.log_every,
+            eval_every=args.eval_every,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+            export_name=args.name,
+            precision=args.precision,
+            progress=not args.no_progress,
+        )
+        if args.val_csv is not None:
+            val_gen = CsvBlockGenerator(
+                args.val_csv,
+                params,
+                seed=args.seed + VALIDATION_SEED_OFFSET,
+                batch_size=batch_size,
+                level_range=(0.0, 0.0),
+            )
+            val_set = [val_gen.batch(i) for i in range(args.val_batches)]
+        else:
+            val_set = validation_batches(args.data, params, args.seed, args.val_batches, batch_size)
+    except StreamsepError as e:
+        raise SystemExit(f"error: {e}") from None
+    summary = train(params, generator, val_set, settings)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,5 @@
-"""Command line: ``streamsep separate``, ``streamsep info`` (and ``stream``, ``listen``, ``keys``
-from :mod:`streamsep.netcli`)."""
+"""Command line: ``streamsep separate``, ``streamsep info``, plus ``stream``, ``listen``, ``keys``
+(:mod:`streamsep.netcli`) and ``run``, ``devices``, ``check`` (:mod:`streamsep.daemon_cli`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, netcli
+from . import __version__, daemon_cli, netcli
 from .audio import read_audio, write_audio
 from .errors import StreamsepError
 from .offline import Separator
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(p_info)
     netcli.add_parsers(sub, _add_model_args)  # stream, listen, keys
+    daemon_cli.add_commands(sub)  # run, devices, check
     return parser
 
 
@@ -181,7 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"separate": _cmd_separate, "info": _cmd_info, **netcli.handlers(_make_separator)}
+    handlers = {
+        "separate": _cmd_separate,
+        "info": _cmd_info,
+        **netcli.handlers(_make_separator),
+        **daemon_cli.handlers(),
+    }
     try:
         return handlers[args.command](args)
     except StreamsepError as e:

@@ -1,0 +1,215 @@
+"""Daemon configs: the shipped ones load; every bad config gives one line naming the key and a
+non-zero exit from ``check`` and ``run`` (subprocesses, through real PortAudio on JACK for the
+device cases), never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from streamsep.config import DaemonSettings, load_config
+from streamsep.daemon_cli import main
+from streamsep.errors import ConfigError
+
+from .conftest import ROOT
+from .jack import JackServer, jack_server
+
+__all__ = ["jack_server"]  # a fixture
+
+PARAMS_16K = (
+    '{"instrument_list": ["orca_vocals", "noise"], "sample_rate": 16000, "frame_length": 512,'
+    ' "frame_step": 128, "T": 16, "F": 257, "n_channels": 2}'
+)
+MODEL = '[model]\nparams = "p16.json"\nmodel = "passthrough"\n'
+
+# (case id, config text, expected part of the one-line error)
+BAD_CONFIGS: list[tuple[str, str, str]] = [
+    ("rate-type", '[source]\nsample_rate = "fast"\n',
+     'source.sample_rate must be a positive integer, got "fast"'),
+    ("rate-zero", "[source]\nsample_rate = 0\n",
+     "source.sample_rate must be a positive integer, got 0"),
+    ("unknown-key", "[source]\nsmaple_rate = 48000\n",
+     "unknown key source.smaple_rate; did you mean 'sample_rate'?"),
+    ("unknown-section", "[sorce]\nkind = 'device'\n", "unknown section [sorce]"),
+    ("kind", '[source]\nkind = "mic"\n', 'source.kind must be one of "device", "file", got "mic"'),
+    ("channels-zero", "[source]\nchannels = [0]\n", "source.channels must be"),
+    ("channels-type", '[source]\nchannels = "two"\n', "source.channels must be"),
+    ("block-size", "[source]\nblock_size = -1\n", "source.block_size must be an integer >= 0"),
+    ("latency", '[source]\nlatency = "medium"\n', "source.latency must be"),
+    ("stall", "[source]\nstall_seconds = 0\n", "source.stall_seconds must be a number > 0"),
+    ("file-no-path", '[source]\nkind = "file"\n', 'source.path is required with kind = "file"'),
+    ("file-missing", '[source]\nkind = "file"\npath = "nope.flac"\n',
+     "source.path: no such file or folder"),
+    ("wrong-kind-key", '[source]\npath = "x.flac"\n',
+     'source.path does not apply to kind = "device"'),
+    ("model-missing", '[model]\nmodel = "missing.tflite"\n', "model.model: no such file or folder"),
+    ("params-missing", '[model]\nparams = "nope.json"\n', "model.params: no such file or folder"),
+    ("params-bad-json", '[model]\nparams = "broken.json"\n', "is not valid JSON"),
+    ("threads", "[model]\nnum_threads = 0\n", "model.num_threads must be >= 1"),
+    ("window", '[stream]\nwindow = "triangle"\n', "stream.window must be one of"),
+    ("hop-type", '[stream]\nhop_frames = "4"\n', 'stream.hop_frames must be an integer, got "4"'),
+    ("lookahead-range", MODEL + "[stream]\nlookahead_frames = 100\n",
+     "stream.lookahead_frames must be <= T - 1 = 15"),
+    ("open-bind", '[publish]\nendpoints = ["tcp://0.0.0.0:5556"]\n', "refusing to bind"),
+    ("hwm-type", '[publish]\nhwm = "lots"\n', 'publish.hwm must be an integer, got "lots"'),
+    ("publish-rate", '[publish]\nrate = "fast"\n',
+     'publish.rate must be one of "capture", "model"'),
+    ("publish-typo", '[publish]\nendpont = "tcp://127.0.0.1:1"\n', "did you mean 'endpoints'?"),
+    ("archive-unwritable", '[archive]\nenabled = true\ndirectory = "afile/archive"\n',
+     "archive.directory: cannot write in"),
+    ("archive-bits", "[archive]\nbits_per_sample = 32\n",
+     "archive.bits_per_sample must be 16 or 24"),
+    ("metrics-port", "[metrics]\nport = 70000\n", "metrics.port must be an integer in [0, 65535]"),
+    ("log-level", '[logging]\nlevel = "loud"\n', "logging.level must be one of"),
+    ("control-enabled", '[control]\nenabled = "yes"\n', 'control.enabled must be true or false'),
+    ("toml-syntax", "[source\nkind = 1\n", "invalid TOML"),
+    ("no-such-device", MODEL + '[source]\ndevice = "no-such-card"\n',
+     'source.device: no input device matching "no-such-card"'),
+    ("rate-refused", MODEL + "[source]\nsample_rate = 44100\n",
+     "source.sample_rate: device 'system' refuses 44100 Hz"),
+    ("too-many-channels", MODEL + "[source]\nchannels = 3\n",
+     "source.channels: device 'system' has 2 input channels, channel 3 requested"),
+]  # fmt: skip
+
+# Run as real `check` and `run` subprocesses (two interpreter starts each, so a subset covering
+# every section and every device fault); the others run `check` in-process.
+SUBPROCESS_CASES = (
+    "rate-type", "unknown-key", "unknown-section", "kind", "channels-type", "file-missing",
+    "model-missing", "params-bad-json", "lookahead-range", "open-bind", "publish-rate",
+    "archive-unwritable", "metrics-port", "toml-syntax", "no-such-device", "rate-refused",
+    "too-many-channels", "missing-file",
+)  # fmt: skip
+IN_PROCESS_CASES = [c for c in BAD_CONFIGS if c[0] not in SUBPROCESS_CASES]
+
+
+def _write_fixture_files(folder: Path) -> None:
+    (folder / "p16.json").write_text(PARAMS_16K)
+    (folder / "broken.json").write_text("{")
+    (folder / "afile").write_text("not a folder")
+
+
+def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamsep.daemon_cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def bad_config_results(
+    jack_server: JackServer, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, str], subprocess.CompletedProcess[str]]:
+    """``check`` and ``run`` of every bad config, run concurrently (they are independent)."""
+    folder = tmp_path_factory.mktemp("configs")
+    _write_fixture_files(folder)
+    jobs = []
+    for case, text, _ in BAD_CONFIGS:
+        if case not in SUBPROCESS_CASES:
+            continue
+        path = folder / f"{case}.toml"
+        path.write_text(text)
+        for command in ("check", "run"):
+            jobs.append(((case, command), (command, "-c", path.name)))
+    jobs.append((("missing-file", "check"), ("check", "-c", "absent.toml")))
+    jobs.append((("missing-file", "run"), ("run", "-c", "absent.toml")))
+    with ThreadPoolExecutor(4) as pool:
+        futures = {
+            key: pool.submit(_cli, *args, env=jack_server.env, cwd=folder) for key, args in jobs
+        }
+        return {key: future.result() for key, future in futures.items()}
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [(case, expected) for case, _, expected in BAD_CONFIGS if case in SUBPROCESS_CASES]
+    + [("missing-file", "absent.toml: config file not found")],
+)
+def test_bad_config_one_line_error(
+    bad_config_results: dict[tuple[str, str], subprocess.CompletedProcess[str]],
+    case: str,
+    expected: str,
+    command: str,
+) -> None:
+    result = bad_config_results[(case, command)]
+    report = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 1, report
+    assert "Traceback" not in result.stderr, report
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, report
+    assert errors[0].startswith("streamsep: error: "), report
+    assert expected in errors[0], report
+    name = "absent" if case == "missing-file" else case
+    assert errors[0].startswith(f"streamsep: error: {name}.toml: "), report
+
+
+@pytest.mark.parametrize(("case", "text", "expected"), IN_PROCESS_CASES)
+def test_bad_config_in_process(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    text: str,
+    expected: str,
+) -> None:
+    _write_fixture_files(tmp_path)
+    (tmp_path / f"{case}.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "-c", f"{case}.toml"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"streamsep: error: {case}.toml: ") and expected in err, err
+
+
+def test_shipped_configs_load() -> None:
+    demo = load_config(ROOT / "configs" / "demo.toml")
+    assert demo.source.kind == "file" and demo.source.file is not None
+    audio = ROOT / "tests" / "fixtures" / "audio" / "acoustic-separation_20181202_25sec.flac"
+    assert Path(demo.source.file.path) == audio  # relative to the config file's folder
+    assert demo.control is not None and demo.metrics.enabled
+    default = load_config(ROOT / "configs" / "default.toml")
+    assert default.source.kind == "device" and default.publish_rate == "capture"
+    assert default.source.device.channels == (1,)
+    assert default.control is None and not default.archive.enabled
+
+
+def test_paths_resolve_against_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "p.json").write_text(PARAMS_16K)
+    config = tmp_path / "sub" / "c.toml"
+    config.write_text(
+        '[model]\nparams = "p.json"\nmodel = "passthrough"\n'
+        '[archive]\ndirectory = "../arch"\n[source]\nchannels = [2, 1]\n'
+        '[publish]\nendpoints = "ipc:///tmp/x"\n'
+    )
+    monkeypatch.chdir("/")
+    settings = load_config(config)
+    assert settings.model.params == str(tmp_path / "sub" / "p.json")
+    assert settings.model.model == "passthrough"
+    assert settings.archive.directory == str(tmp_path / "arch")
+    assert settings.source.device.channels == (2, 1)
+    assert settings.source.device.n_device_channels == 2
+    assert settings.publish.endpoints == ("ipc:///tmp/x",)
+
+
+def test_defaults_without_a_file() -> None:
+    assert load_config(None) == DaemonSettings()
+
+
+def test_error_names_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "x.toml"
+    config.write_text("[metrics]\nenabled = 1\n")
+    with pytest.raises(
+        ConfigError, match=r"x\.toml: metrics\.enabled must be true or false, got 1"
+    ):
+        load_config(config)

@@ -10,6 +10,27 @@ from .params import ModelParams, load_params
 from .settings import ModelSettings, StreamSettings
 from .streamer import BlockSeparator
 
+_LAZY = {
+    "Daemon": ("streamsep.daemon", "Daemon"),
+    "DaemonSettings": ("streamsep.config", "DaemonSettings"),
+    "load_config": ("streamsep.config", "load_config"),
+    "Pipeline": ("streamsep.pipeline", "Pipeline"),
+    "PublishSettings": ("streamsep.publish", "PublishSettings"),
+    "Publisher": ("streamsep.publish", "Publisher"),
+    "Subscriber": ("streamsep.subscribe", "Subscriber"),
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import the daemon and ZeroMQ classes on first use (keeps ``import streamsep`` light)."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'streamsep' has no attribute {name!r}")
+
+
 try:
     __version__ = version("streamsep")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -29,4 +50,5 @@ __all__ = [
     "ModelError",
     "CaptureError",
     "AudioFileError",
+    *_LAZY,
 ]

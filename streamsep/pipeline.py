@@ -272,16 +272,12 @@ class Pipeline:
             end = result.samples.shape[0] == 0 and result.lost_before == 0 and self.ring.closed
             if result.samples.shape[0] == 0 and result.lost_before == 0 and not end:
                 continue
-            started = time.perf_counter()
-            gaps: list[tuple[int, int]] = []
-            pieces: list[NDArray[np.float32]] = []
-            n_before = self._analyzer.n_input
             if result.lost_before:
                 self.stats.samples_lost += result.lost_before
-                silence = np.zeros((result.lost_before, n_channels), np.float32)
-                filled = self._resampler.process(silence)
-                gaps.append((n_before, filled.shape[0]))
-                pieces.append(filled)
+                if not self._fill_gap(result.lost_before):
+                    return
+            started = time.perf_counter()
+            pieces: list[NDArray[np.float32]] = []
             if result.samples.shape[0]:
                 pieces.append(self._resampler.process(adapt_channels(result.samples, n_channels)))
             if end:
@@ -295,11 +291,32 @@ class Pipeline:
                     np.zeros((self.latency_samples, n_channels), np.float32)
                 )
                 self.stats.synthesis_seconds += time.perf_counter() - started
-                self._put(self._jobs, _Work(jobs, n_real, x, gaps, end=True))
+                self._put(self._jobs, _Work(jobs, n_real, x, [], end=True))
                 return
             self.stats.synthesis_seconds += time.perf_counter() - started
-            if not self._put(self._jobs, _Work(jobs, self._analyzer.n_input, x, gaps)):
+            if not self._put(self._jobs, _Work(jobs, self._analyzer.n_input, x, [])):
                 return
+
+    def _fill_gap(self, n_lost: int) -> bool:
+        """Feed ``n_lost`` source-rate samples of silence in pieces of at most
+        ``_READ_SAMPLES``, so that a long outage costs bounded memory; each piece's work item
+        reports its share of the gap. Returns False if the pipeline was aborted."""
+        n_channels = self.params.n_channels
+        silence = np.zeros((_READ_SAMPLES, n_channels), np.float32)
+        remaining = n_lost
+        while remaining:
+            n = min(remaining, _READ_SAMPLES)
+            remaining -= n
+            started = time.perf_counter()
+            n_before = self._analyzer.n_input
+            filled = self._resampler.process(silence[:n])
+            jobs = self._analyzer.feed(filled)
+            self.stats.samples_in += filled.shape[0]
+            self.stats.synthesis_seconds += time.perf_counter() - started
+            work = _Work(jobs, self._analyzer.n_input, filled, [(n_before, filled.shape[0])])
+            if not self._put(self._jobs, work):
+                return False
+        return True
 
     def _run_worker(self) -> None:
         while True:

@@ -248,10 +248,12 @@ class _Chain:
         self.subscriber.close()
 
 
-def _filled_at(chunks: list[Chunk], index: int) -> int:
-    """``filled_samples`` of the message holding sample ``index``."""
-    (chunk,) = [c for c in chunks if c.first_sample <= index < c.end_sample]
-    return chunk.header.filled_samples
+def _filled_at(chunks: list[Chunk], index: int, n: int) -> int:
+    """``filled_samples`` announced by the messages that hold samples ``index .. index + n``
+    (a long gap is filled in pieces, each announced by the message where it starts)."""
+    holding = [c for c in chunks if c.first_sample < index + n and c.end_sample > index]
+    assert holding and holding[0].header.filled_samples > 0  # announced where it starts
+    return sum(c.header.filled_samples for c in holding)
 
 
 def _check_stream(
@@ -270,7 +272,7 @@ def _check_stream(
             index += part.shape[0]
     assert audio.shape[0] == index
     for at, n in gaps:
-        assert _filled_at(chunks, at) == n
+        assert _filled_at(chunks, at, n) == n
     assert sum(c.header.filled_samples for c in chunks) == sum(n for _, n in gaps)
     return gaps
 

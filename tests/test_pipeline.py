@@ -121,3 +121,27 @@ def test_stop_aborts_promptly(small_params: ModelParams) -> None:
     model.gate.set()
     pipeline.join(timeout=10)
     assert not any(t.is_alive() for t in pipeline._threads)
+
+
+def test_long_gap_is_filled_in_bounded_pieces(small_params: ModelParams) -> None:
+    sink = CollectSink()
+    pipeline = Pipeline(
+        PassthroughModel(small_params), source_rate=8000, source_channels=2, sinks=[sink]
+    )
+    pipeline.start()
+    x = np.full((1000, 2), 0.25, np.float32)
+    pipeline.ring.write(x)
+    lost = 8000 * 60 * 10  # a 10-minute outage
+    pipeline.ring.mark_gap(lost)
+    pipeline.ring.write(x)
+    pipeline.ring.close()
+    assert pipeline.wait(timeout=120)
+    gaps = [g for c in sink.chunks for g in c.gaps]
+    assert sum(n for _, n in gaps) == lost == pipeline.stats.samples_lost
+    assert max(n for _, n in gaps) <= 8192  # never one huge allocation
+    assert gaps[0][0] == 1000 and all(
+        b[0] == a[0] + a[1] for a, b in zip(gaps, gaps[1:], strict=False)
+    )
+    mix = sink.mix()
+    assert mix.shape[0] == 2000 + lost
+    assert np.all(mix[1000 : 1000 + lost] == 0) and np.all(mix[-1000:] == 0.25)

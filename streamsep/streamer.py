@@ -92,6 +92,11 @@ class _SampleFifo:
         self._start = 0
         self._end = 0
 
+    def clear(self) -> None:
+        """Drop everything; keep the allocated buffer."""
+        self._start = 0
+        self._end = 0
+
     def __len__(self) -> int:
         return self._end - self._start
 
@@ -150,7 +155,7 @@ class Synthesizer:
         self._combiner.reset()
         for istft in self._istft:
             istft.reset()
-        self._fifo = _SampleFifo(self.params.n_stems, self.params.n_channels, len(self._fifo))
+        self._fifo.clear()
         self._fifo.push(
             np.zeros(
                 (self.params.n_stems, self.latency_samples, self.params.n_channels), np.float32

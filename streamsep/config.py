@@ -2,7 +2,8 @@
 
 Sections and the settings class each one becomes::
 
-    [source]   SourceSettings: kind = "device" (CaptureSettings keys) or "file" (FileSettings keys)
+    [source]   SourceSettings: kind = "device" (CaptureSettings keys), "file" (FileSettings keys),
+               "hls" (HlsSettings keys) or "orcasound" (OrcasoundSettings + HlsSettings keys)
     [model]    ModelSettings      params, model, num_threads
     [stream]   StreamSettings     hop_frames, lookahead_frames, window, segmentation
     [publish]  PublishSettings    (its fields) + rate = "capture" | "model"
@@ -33,8 +34,10 @@ from .archive import ArchiveSettings
 from .capture import CaptureSettings
 from .control import ControlSettings
 from .errors import ConfigError
+from .hls import HlsSettings
 from .metrics import MetricsSettings
 from .model import PASSTHROUGH
+from .orcasound import OrcasoundSettings
 from .params import load_params
 from .publish import PublishSettings
 from .settings import ModelSettings, StreamSettings
@@ -57,7 +60,7 @@ __all__ = [
     "parse_config",
 ]
 
-SOURCE_KINDS: Final = ("device", "file")
+SOURCE_KINDS: Final = ("device", "file", "hls", "orcasound")
 PUBLISH_RATES: Final = ("capture", "model")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
@@ -84,16 +87,29 @@ class SourceSettings:
     """Where the audio comes from."""
 
     kind: str = "device"
-    """``device`` (a sound card through PortAudio) or ``file``."""
+    """``device`` (a sound card through PortAudio), ``file``, ``hls`` (an HLS playlist URL) or
+    ``orcasound`` (an Orcasound node's current HLS stream)."""
     device: CaptureSettings = field(default_factory=CaptureSettings)
     """The device settings (used with ``kind = "device"``)."""
     file: FileSettings | None = None
     """The file settings (required with ``kind = "file"``)."""
+    hls: HlsSettings | None = None
+    """How the stream is followed (``kind = "hls"``: required, with ``url``; ``kind =
+    "orcasound"``: default settings when None)."""
+    orcasound: OrcasoundSettings | None = None
+    """Which node (``kind = "orcasound"``; the default node when None)."""
 
     def __post_init__(self) -> None:
         check_choice("source.kind", self.kind, SOURCE_KINDS)
         if self.kind == "file" and self.file is None:
             raise ConfigError('source.path is required with kind = "file"')
+        if self.kind == "hls" and (self.hls is None or not self.hls.url):
+            raise ConfigError('source.url is required with kind = "hls"')
+        if self.kind == "orcasound":  # frozen: fill the defaults in place, once
+            if self.hls is None:
+                object.__setattr__(self, "hls", HlsSettings())
+            if self.orcasound is None:
+                object.__setattr__(self, "orcasound", OrcasoundSettings())
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,17 @@ class DaemonSettings:
 
 _DEVICE_KEYS: Final = tuple(f.name for f in fields(CaptureSettings))
 _FILE_KEYS: Final = tuple(f.name for f in fields(FileSettings))
+_HLS_KEYS: Final = tuple(f.name for f in fields(HlsSettings))
+_ORCASOUND_KEYS: Final = tuple(f.name for f in fields(OrcasoundSettings))
+# The [source] keys of each kind (sample_rate and channels are shared by device and HLS kinds
+# and mean the same: the rate and channel count written into the pipeline).
+_KIND_KEYS: Final = {
+    "device": _DEVICE_KEYS,
+    "file": _FILE_KEYS,
+    "hls": _HLS_KEYS,
+    "orcasound": tuple(k for k in _HLS_KEYS if k != "url") + _ORCASOUND_KEYS,
+}
+_SOURCE_KEYS: Final = tuple(dict.fromkeys(k for keys in _KIND_KEYS.values() for k in keys))
 _SECTIONS: Final = (
     "source",
     "model",
@@ -232,14 +259,24 @@ class _Parser:
     def source(self, table: dict[str, Any]) -> SourceSettings:
         table = dict(table)
         kind = check_choice("source.kind", table.pop("kind", "device"), SOURCE_KINDS)
-        _no_unknown("source", table, ("kind", *_DEVICE_KEYS, *_FILE_KEYS))
-        mine, other = (_DEVICE_KEYS, _FILE_KEYS) if kind == "device" else (_FILE_KEYS, _DEVICE_KEYS)
+        _no_unknown("source", table, ("kind", *_SOURCE_KEYS))
         for key in table:
-            if key in other and key not in mine:
+            if key not in _KIND_KEYS[kind]:
                 raise ConfigError(f'source.{key} does not apply to kind = "{kind}"')
         if kind == "device":
             device = _build(CaptureSettings, "source", table, checked=True)
             return SourceSettings(kind, device=device)
+        if kind == "hls":
+            if "url" not in table:
+                raise ConfigError('source.url is required with kind = "hls"')
+            return SourceSettings(kind, hls=_build(HlsSettings, "source", table, checked=True))
+        if kind == "orcasound":
+            node = {k: table.pop(k) for k in _ORCASOUND_KEYS if k in table}
+            return SourceSettings(
+                kind,
+                hls=_build(HlsSettings, "source", table, checked=True),
+                orcasound=_build(OrcasoundSettings, "source", node, checked=True),
+            )
         if "path" not in table:
             raise ConfigError('source.path is required with kind = "file"')
         table["path"] = self.path("source.path", table["path"])

@@ -1,17 +1,19 @@
 """The long-running daemon: source -> pipeline -> (output resampler) -> publisher, supervised.
 
 Threads (all named): ``streamsep-capture`` (device frames into the ring; or
-``streamsep-file-source``), the pipeline's ``analysis``/``worker``/``synthesis``,
-``streamsep-publisher``, and optionally ``streamsep-archive``, ``streamsep-control``,
-``streamsep-metrics``. The main thread only supervises: it handles SIGTERM/SIGINT, checks that
-the pipeline makes progress before each systemd ``WATCHDOG=1``, and updates rates for the
-metrics.
+``streamsep-file-source``, or ``streamsep-hls-source`` for ``hls`` and ``orcasound``), the
+pipeline's ``analysis``/``worker``/``synthesis``, ``streamsep-publisher``, and optionally
+``streamsep-archive``, ``streamsep-control``, ``streamsep-metrics``. The main thread only
+supervises: it handles SIGTERM/SIGINT, checks that the pipeline makes progress before each
+systemd ``WATCHDOG=1``, and updates rates for the metrics.
 
 Lifecycle (:class:`State`): ``starting`` -> ``running`` (``reconnecting`` while the device is
-lost) -> ``stopping`` -> ``stopped``. A transient capture fault never ends the daemon; a
-configuration error at startup or a failed pipeline or publisher thread does (exit 1, so that
-systemd restarts it). SIGTERM/SIGINT drain: everything captured before the signal is
-processed and published, the end-of-stream messages are sent, and :meth:`Daemon.run` returns 0.
+lost or the HLS playlist cannot be fetched) -> ``stopping`` -> ``stopped``. A transient capture
+or HLS fault never ends the daemon; a configuration error at startup or a failed pipeline or
+publisher thread does (exit 1, so that systemd restarts it). SIGTERM/SIGINT drain: everything
+captured before the signal is processed and published, the end-of-stream messages are sent,
+and :meth:`Daemon.run` returns 0. A file source, or an ``hls`` URL at its ``EXT-X-ENDLIST``,
+ends the stream the same way.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from .archive import RawArchive, check_directory
 from .config import DaemonSettings
 from .control import ControlServer
 from .devicesource import CaptureClock, DeviceSource
+from .hls import HlsSource
 from .metrics import Metric, MetricsServer
 from .offline import Separator
+from .orcasound import OrcasoundResolver
 from .outrate import OutputResampler
 from .pipeline import OutputChunk, Pipeline
 from .publish import Publisher
@@ -51,6 +55,7 @@ _TICK_SECONDS: Final = 0.25
 _RATE_WINDOW_SECONDS: Final = 5.0
 _DRAIN_SECONDS: Final = 4.0
 _LOOP_FOREVER: Final = 1 << 62
+_HLS_JOIN_EXTRA_SECONDS: Final = 5.0  # on top of one HTTP timeout (a request in flight)
 
 
 class State(enum.Enum):
@@ -64,21 +69,29 @@ class State(enum.Enum):
 
 
 class _TeeRing:
-    """Stands in for the pipeline ring for a :class:`FileSource`: counts what is written and
-    hands a copy to the archive."""
+    """Stands in for the pipeline ring for a :class:`FileSource` or an :class:`HlsSource`:
+    counts the timeline (samples written and samples marked lost) and hands a copy of each
+    written block to the archive at its timeline index. Called on the source's thread."""
 
     def __init__(self, ring: RingBuffer, tap: Callable[[int, NDArray[np.float32]], None] | None):
         self._ring = ring
         self._tap = tap
         self.n_channels = ring.n_channels
-        self.samples_written = 0
+        self.timeline_samples = 0
+        """Samples written plus samples marked lost: the index of the next sample."""
 
     def write(self, block: NDArray[np.float32]) -> int:
         accepted = self._ring.write(block)
         if self._tap is not None:
-            self._tap(self.samples_written, block)
-        self.samples_written += block.shape[0]
+            self._tap(self.timeline_samples, block)
+        self.timeline_samples += block.shape[0]
         return accepted
+
+    def mark_gap(self, n_lost: int) -> None:
+        """``n_lost`` samples lost upstream here; the archive sees the jump in the index."""
+        if n_lost > 0:
+            self._ring.mark_gap(n_lost)
+            self.timeline_samples += n_lost
 
     def wait_for_space(self, n: int, timeout: float | None = None) -> bool:
         return self._ring.wait_for_space(n, timeout)
@@ -114,6 +127,7 @@ class Daemon:
         self.publisher: Publisher | None = None
         self.device: DeviceSource | None = None
         self.file_source: FileSource | None = None
+        self.hls: HlsSource | None = None
         self.archive: RawArchive | None = None
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
@@ -139,10 +153,13 @@ class Daemon:
 
     @property
     def state(self) -> State:
-        """The current state (``running`` becomes ``reconnecting`` while the device is lost)."""
+        """The current state (``running`` becomes ``reconnecting`` while the device is lost or
+        the HLS playlist cannot be fetched)."""
         if self._state is State.RUNNING and self.device is not None:
             if not self.device.stats.connected and self.device.stats.failures:
                 return State.RECONNECTING
+        if self._state is State.RUNNING and self.hls is not None and not self.hls.stats.connected:
+            return State.RECONNECTING
         return self._state
 
     @property
@@ -150,8 +167,10 @@ class Daemon:
         """Capture timeline length: samples captured plus samples lost (capture rate)."""
         if self.device is not None:
             return self.device.stats.samples_captured
+        if self.hls is not None:
+            return self.hls.stats.timeline_samples
         if self._tee is not None:
-            return self._tee.samples_written
+            return self._tee.timeline_samples
         return 0
 
     def start(self) -> None:
@@ -183,6 +202,15 @@ class Daemon:
             self.sample_rate, n_channels = info.sample_rate, self.device.n_channels
             assert self.device.clock is not None
             self.clock = self.device.clock
+        elif s.source.kind in ("hls", "orcasound"):
+            self.hls = self._make_hls_source(s)
+            # Probes the stream (or, offline, takes sample_rate and channels from the settings).
+            hls_info = self.hls.probe()
+            self.sample_rate, n_channels = hls_info.sample_rate, hls_info.n_channels
+            # Sample 0 and each restart or capped gap are anchored at the segments' UTC
+            # (program date-time, else the wall-clock estimate) on the source thread.
+            self.clock = CaptureClock(self.sample_rate)
+            self.hls.on_anchor = self.clock.add
         else:
             assert s.source.file is not None
             self.sample_rate, n_channels, _ = file_info(s.source.file.path)
@@ -218,7 +246,9 @@ class Daemon:
                 s.archive, sample_rate=self.sample_rate, n_channels=n_channels, clock=self.clock
             )
         tap = self.archive.write if self.archive is not None else None
-        if s.source.kind == "file":
+        if self.hls is not None:
+            self._tee = _TeeRing(self.pipeline.ring, tap)
+        elif s.source.kind == "file":
             assert s.source.file is not None
             self._tee = _TeeRing(self.pipeline.ring, tap)
             loops = s.source.file.loops or _LOOP_FOREVER
@@ -250,13 +280,24 @@ class Daemon:
         self._state = State.RUNNING
         if self.device is not None:
             self.device.start(self.pipeline.ring)
+        elif self.hls is not None:
+            assert self._tee is not None
+            self.hls.start(self._tee)
+            # READY now, not at the first segment: a node may be offline for hours, which is
+            # "reconnecting" (retried for ever), not a failed start for systemd to restart.
+            self._on_first_audio()
         else:
             assert self.file_source is not None
             self.clock.add(0, time.time_ns())
             self.file_source.start()
             self._on_first_audio()
         opened = self.device.info if self.device is not None else None
-        source = repr(opened.name) if opened else str(s.source.file and s.source.file.path)
+        if opened is not None:
+            source = repr(opened.name)
+        elif self.hls is not None:
+            source = repr(self.hls)
+        else:
+            source = str(s.source.file and s.source.file.path)
         _LOGGER.info(
             "running: %s -> %s (%d Hz) -> %s at %d Hz; algorithmic latency %.3f s",
             source,
@@ -266,6 +307,19 @@ class Daemon:
             self.publish_rate,
             self.pipeline.latency_seconds,
         )
+
+    @staticmethod
+    def _make_hls_source(s: DaemonSettings) -> HlsSource:
+        """The HLS follower of ``kind = "hls"`` (a fixed playlist URL) or ``"orcasound"`` (the
+        node's ``latest.txt``, read again on stalls and failures to follow restarts)."""
+        h = s.source.hls
+        assert h is not None
+        if s.source.kind == "orcasound":
+            o = s.source.orcasound
+            assert o is not None
+            target = OrcasoundResolver(o.node, o.base_url, timeout_seconds=h.timeout_seconds)
+            return HlsSource(target, None, h)
+        return HlsSource(h.url, None, h)
 
     def _on_first_audio(self) -> None:
         """Called once audio flows (on the capture thread for a device)."""
@@ -323,6 +377,9 @@ class Daemon:
                     if self.device is not None:  # a live source never ends by itself
                         _LOGGER.error("capture ended unexpectedly; stopping")
                         return 1
+                    if self.hls is not None and self.hls.error is not None:
+                        _LOGGER.error("hls source failed: %r; stopping", self.hls.error)
+                        return 1
                     _LOGGER.info("end of stream")
                     return 0
             except Exception:  # noqa: BLE001 - already logged by the pipeline thread
@@ -368,6 +425,8 @@ class Daemon:
         state = self.state
         if state is State.RECONNECTING and self.device is not None:
             return f"reconnecting: {self.device.stats.last_error}"
+        if state is State.RECONNECTING and self.hls is not None:
+            return f"reconnecting: {self.hls.stats.last_error or 'no playlist yet'}"
         return f"{state.value}: {self.sample_rate} Hz in, {self.publish_rate} Hz out"
 
     def _on_chunk(self, chunk: OutputChunk) -> None:
@@ -389,6 +448,11 @@ class Daemon:
         if self.file_source is not None:
             self.file_source.stop()
             self.file_source.join(_DRAIN_SECONDS)
+        if self.hls is not None:
+            self.hls.stop()  # its thread closes the ring: the pipeline drains
+            limit = self.hls.settings.timeout_seconds + _HLS_JOIN_EXTRA_SECONDS
+            if not self.hls.join(limit):
+                _LOGGER.warning("hls source did not stop within %g s", limit)
         if self.pipeline is not None and "pipeline" in self._running:
             if not drain:
                 self.pipeline.stop()
@@ -425,6 +489,8 @@ class Daemon:
         if self.device is not None:
             d = self.device.stats
             lost += d.lost_overflow + d.lost_capture_ring + d.lost_outage
+        if self.hls is not None:
+            lost += self.hls.stats.samples_lost
         return lost
 
     # -- status and metrics -----------------------------------------------------------------
@@ -451,6 +517,23 @@ class Daemon:
                 "lost_overflow": d.lost_overflow,
                 "lost_capture_ring": d.lost_capture_ring,
                 "lost_outage": d.lost_outage,
+            }
+        if self.hls is not None:
+            h = self.hls.stats
+            out["hls"] = {
+                "connected": h.connected,
+                "playlist_url": h.playlist_url,
+                "segments": h.segments,
+                "segments_lost": h.segments_lost,
+                "gaps": h.gaps,
+                "samples_lost": h.samples_lost,
+                "playlist_failures": h.playlist_failures,
+                "segment_failures": h.segment_failures,
+                "bad_packets": h.bad_packets,
+                "restarts": h.restarts,
+                "stalls": h.stalls,
+                "behind_segments": h.behind_segments,
+                "last_error": h.last_error,
             }
         if self.archive is not None:
             a = self.archive.stats
@@ -490,6 +573,9 @@ class Daemon:
             lost.add(d.lost_overflow, cause="device_overflow")
             lost.add(d.lost_capture_ring, cause="capture_ring")
             lost.add(d.lost_outage, cause="outage")
+        h = self.hls.stats if self.hls is not None else None
+        if h is not None:
+            lost.add(h.samples_lost, cause="hls")
         if pub is not None:
             lost.add(pub["queue_dropped_samples"], cause="publish_queue")
         if d is not None:
@@ -497,6 +583,15 @@ class Daemon:
             add("reconnects_total", counter, "Capture restarts after device loss.", d.reconnects)
             add("capture_failures_total", counter, "Times the device was lost.", d.failures)
             add("capture_up", gauge, "1 while audio flows.", 1 if d.connected else 0)
+        if h is not None:
+            add("capture_up", gauge, "1 while the playlist is reachable.", 1 if h.connected else 0)
+            add("hls_segments_total", counter, "HLS segments decoded and written.", h.segments)
+            text = "HLS segments lost: missing, undecodable, skipped, gone unseen."
+            add("hls_segments_lost_total", counter, text, h.segments_lost)
+            text = "Failed playlist or latest.txt polls."
+            add("hls_playlist_failures_total", counter, text, h.playlist_failures)
+            add("hls_restarts_total", counter, "New streams (node restarts).", h.restarts)
+            add("hls_stalls_total", counter, "Times the playlist stopped growing.", h.stalls)
         depth = add("queue_depth", gauge, "Items waiting, by queue.")
         if p is not None:
             jobs, results = p.queue_depths

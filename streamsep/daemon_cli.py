@@ -31,8 +31,9 @@ def add_commands(subparsers: Any) -> dict[str, Handler]:
     p = subparsers.add_parser(
         "run",
         help="run the live separator daemon (capture -> model -> ZeroMQ) until stopped",
-        description="Capture from a sound card (or play a file as a live source), separate "
-        "the stems and publish them over ZeroMQ until SIGTERM/SIGINT, which drain and exit 0. "
+        description="Capture from a sound card (or play a file as a live source, or follow an "
+        "HLS stream or an Orcasound hydrophone), separate the stems and publish them over "
+        "ZeroMQ until SIGTERM/SIGINT, which drain and exit 0. "
         "Without -c: the default input device, the bundled model, tcp://127.0.0.1:5556.",
     )
     p.add_argument("-c", "--config", metavar="CONFIG.toml", help=_CONFIG_HELP)
@@ -46,7 +47,8 @@ def add_commands(subparsers: Any) -> dict[str, Handler]:
         "check",
         help="validate a daemon config, its model and its device without running",
         description="Load CONFIG.toml, the model and the params, and check the device (or the "
-        "input file) and the archive folder. Exits 0 and prints a summary when all is well.",
+        "input file) and the archive folder; an HLS or Orcasound source is validated but not "
+        "contacted. Exits 0 and prints a summary when all is well.",
     )
     p.add_argument("-c", "--config", required=True, metavar="CONFIG.toml", help=_CONFIG_HELP)
     return handlers()
@@ -139,6 +141,7 @@ def check(settings: DaemonSettings) -> list[str]:
         f"latency {separator.latency_samples} samples "
         f"({separator.latency_samples / p.sample_rate:.3f} s)"
     )
+    rate: int | None
     if s.source.kind == "device":
         info = check_device(s.source.device)
         rate = info.sample_rate
@@ -146,6 +149,8 @@ def check(settings: DaemonSettings) -> list[str]:
             f"source: device {info.index} {info.name!r} ({info.hostapi}), {rate} Hz, "
             f"channels {list(s.source.device.channels)}"
         )
+    elif s.source.kind in ("hls", "orcasound"):
+        rate = _check_hls(s, lines)
     else:
         assert s.source.file is not None
         rate, n_channels, n_samples = file_info(s.source.file.path)
@@ -154,8 +159,11 @@ def check(settings: DaemonSettings) -> list[str]:
             f"{n_samples / rate:.1f} s, realtime {s.source.file.realtime}, "
             f"loops {s.source.file.loops or 'forever'}"
         )
-    out_rate = rate if s.publish_rate == "capture" else p.sample_rate
-    lines.append(f"publish: {', '.join(s.publish.endpoints)} at {out_rate} Hz")
+    if s.publish_rate == "model":
+        out_rate = f"{p.sample_rate} Hz"
+    else:
+        out_rate = f"{rate} Hz" if rate else "the stream's rate"
+    lines.append(f"publish: {', '.join(s.publish.endpoints)} at {out_rate}")
     if s.control is not None:
         lines.append(f"control: {s.control.endpoint}")
     if s.archive.enabled:
@@ -164,6 +172,29 @@ def check(settings: DaemonSettings) -> list[str]:
         lines.append(f"metrics: http://{s.metrics.host}:{s.metrics.port}/metrics")
     lines.append("ok")
     return lines
+
+
+def _check_hls(s: DaemonSettings, lines: list[str]) -> int | None:
+    """The summary line of an HLS source (no network: the stream may be offline now); returns
+    the rate, or None when it is probed at start."""
+    h = s.source.hls
+    assert h is not None
+    if s.source.kind == "orcasound":
+        from .orcasound import OrcasoundResolver
+
+        o = s.source.orcasound
+        assert o is not None
+        where = str(OrcasoundResolver(o.node, o.base_url, timeout_seconds=h.timeout_seconds))
+    else:
+        where = f"hls {h.url}"
+    if h.sample_rate and h.channels:
+        fmt = f"{h.sample_rate} Hz, {h.channels} ch (starts while the stream is offline)"
+    else:
+        rate = f"{h.sample_rate} Hz" if h.sample_rate else "rate probed"
+        channels = f"{h.channels} ch" if h.channels else "channels probed"
+        fmt = f"{rate}, {channels} at start (the stream must be reachable then)"
+    lines.append(f"source: {where}, {fmt}; not contacted")
+    return h.sample_rate
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from streamsep.config import DaemonSettings, load_config
+from streamsep.config import DaemonSettings, SourceSettings, load_config
 from streamsep.daemon_cli import main
 from streamsep.errors import ConfigError
+from streamsep.hls import HlsSettings
+from streamsep.orcasound import DEFAULT_BASE_URL, OrcasoundSettings
 
 from .conftest import ROOT
 from .jack import JackServer, jack_server
@@ -25,6 +27,8 @@ PARAMS_16K = (
     ' "frame_step": 128, "T": 16, "F": 257, "n_channels": 2}'
 )
 MODEL = '[model]\nparams = "p16.json"\nmodel = "passthrough"\n'
+HLS = '[source]\nkind = "hls"\nurl = "http://127.0.0.1:1/live.m3u8"\n'
+ORCA = '[source]\nkind = "orcasound"\n'
 
 # (case id, config text, expected part of the one-line error)
 BAD_CONFIGS: list[tuple[str, str, str]] = [
@@ -35,7 +39,8 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("unknown-key", "[source]\nsmaple_rate = 48000\n",
      "unknown key source.smaple_rate; did you mean 'sample_rate'?"),
     ("unknown-section", "[sorce]\nkind = 'device'\n", "unknown section [sorce]"),
-    ("kind", '[source]\nkind = "mic"\n', 'source.kind must be one of "device", "file", got "mic"'),
+    ("kind", '[source]\nkind = "mic"\n',
+     'source.kind must be one of "device", "file", "hls", "orcasound", got "mic"'),
     ("channels-zero", "[source]\nchannels = [0]\n", "source.channels must be"),
     ("channels-type", '[source]\nchannels = "two"\n', "source.channels must be"),
     ("block-size", "[source]\nblock_size = -1\n", "source.block_size must be an integer >= 0"),
@@ -73,6 +78,27 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
      "source.sample_rate: device 'system' refuses 44100 Hz"),
     ("too-many-channels", MODEL + "[source]\nchannels = 3\n",
      "source.channels: device 'system' has 2 input channels, channel 3 requested"),
+    ("hls-no-url", '[source]\nkind = "hls"\n', 'source.url is required with kind = "hls"'),
+    ("hls-url-scheme", '[source]\nkind = "hls"\nurl = "ftp://x/live.m3u8"\n',
+     'source.url must be an http, https or file URL, got "ftp://x/live.m3u8"'),
+    ("hls-device-key", HLS + "block_size = 256\n",
+     'source.block_size does not apply to kind = "hls"'),
+    ("hls-channels-list", HLS + "channels = [1, 2]\n",
+     "source.channels must be a positive integer, got [1, 2]"),
+    ("hls-back-off", HLS + "reconnect_seconds = 5\nreconnect_max_seconds = 1\n",
+     "source.reconnect_max_seconds must be >= reconnect_seconds = 5, got 1"),
+    ("orcasound-url", ORCA + 'url = "http://x/live.m3u8"\n',
+     'source.url does not apply to kind = "orcasound"'),
+    ("orcasound-node", ORCA + 'node = "../etc"\n',
+     'source.node must be a node name like rpi_orcasound_lab, got "../etc"'),
+    ("orcasound-base-url", ORCA + 'base_url = "s3://bucket"\n',
+     'source.base_url must be an http, https or file URL, got "s3://bucket"'),
+    ("orcasound-poll", ORCA + "poll_seconds = -1\n",
+     "source.poll_seconds must be a number >= 0, got -1"),
+    ("orcasound-retries", ORCA + "segment_retries = 0\n",
+     "source.segment_retries must be a positive integer, got 0"),
+    ("orcasound-typo", ORCA + 'nod = "x"\n', "unknown key source.nod; did you mean 'node'?"),
+    ("node-on-device", '[source]\nnode = "x"\n', 'source.node does not apply to kind = "device"'),
 ]  # fmt: skip
 
 # Run as real `check` and `run` subprocesses (two interpreter starts each, so a subset covering
@@ -179,6 +205,43 @@ def test_shipped_configs_load() -> None:
     assert default.source.kind == "device" and default.publish_rate == "capture"
     assert default.source.device.channels == (1,)
     assert default.control is None and not default.archive.enabled
+
+
+def test_orcasound_config_loads_and_checks_offline(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``configs/orcasound.toml``: node keys into OrcasoundSettings, the rest into HlsSettings;
+    ``check`` validates it without the network (it names the stream but does not contact it)."""
+    config = ROOT / "configs" / "orcasound.toml"
+    settings = load_config(config)
+    source = settings.source
+    assert source.kind == "orcasound" and source.orcasound is not None and source.hls is not None
+    assert source.orcasound == OrcasoundSettings("rpi_orcasound_lab", DEFAULT_BASE_URL)
+    assert (source.hls.sample_rate, source.hls.channels, source.hls.url) == (48000, 2, "")
+    assert source.hls.live_edge_segments == 2 and source.hls.max_gap_seconds == 60.0
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("check contacted the network")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    monkeypatch.setattr("socket.create_connection", no_network)
+    assert main(["check", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "source: orcasound node rpi_orcasound_lab (" in out and "not contacted" in out
+    assert "publish: tcp://127.0.0.1:5556 at 48000 Hz" in out and out.endswith("ok\n")
+
+
+def test_hls_source_settings(tmp_path: Path) -> None:
+    config = tmp_path / "h.toml"
+    config.write_text(HLS + "poll_seconds = 2\nchannels = 1\n")
+    source = load_config(config).source
+    assert source.kind == "hls" and source.orcasound is None
+    assert source.hls == HlsSettings("http://127.0.0.1:1/live.m3u8", poll_seconds=2, channels=1)
+    # Built directly, an orcasound source gets the default node and follower settings.
+    direct = SourceSettings("orcasound")
+    assert direct.orcasound == OrcasoundSettings() and direct.hls == HlsSettings()
+    with pytest.raises(ConfigError, match='source.url is required with kind = "hls"'):
+        SourceSettings("hls", hls=HlsSettings())
 
 
 def test_paths_resolve_against_the_config_folder(

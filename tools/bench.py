@@ -54,6 +54,7 @@ from streamsep.settings import StreamSettings
 from streamsep.streamer import BlockSeparator
 
 from . import soak
+from .machine import describe_machine
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 AUDIO_DIR: Final = ROOT / "tests" / "fixtures" / "audio"
@@ -266,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_all = time.perf_counter()
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": soak.machine(),
+        "machine": describe_machine(),
         "command": "python -m tools.bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "runs": args.runs,
         "seconds": args.seconds,

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,22 +32,10 @@ from streamsep.pipeline import CollectSink, Pipeline
 from streamsep.resources import data_path
 from streamsep.sources import FileSource
 from streamsep.streamer import BlockSeparator
+from tools.machine import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "tests" / "fixtures" / "audio" / "orca-autoencoder_someCalls.flac"
-
-
-def machine() -> str:
-    """One line naming the CPU, cores and Python."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def _audio(seconds: float, rate: int, channels: int) -> np.ndarray:
@@ -132,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = BlockSeparator(separator.model, separator.stream)
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(),
+        "machine": describe_machine(),
         "model": args.model,
         "params": {
             "sample_rate": p.sample_rate,

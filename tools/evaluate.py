@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +50,7 @@ from streamsep.params import ModelParams, load_params
 from streamsep.settings import StreamSettings
 from streamsep.spectral import apply_masks, istft, ratio_masks, stft
 from streamsep.streamer import BlockSeparator
+from tools.machine import describe_machine
 
 from .dataset import NOISE_STEM, ORCA_STEM, Mixture, load_pool, make_mixture, prepare_audio
 from .metrics import band_energy_db, roc_auc, sdr, si_sdr, spectrogram_mad
@@ -310,7 +309,7 @@ def evaluate(
             "seconds": seconds,
             "level_db": level_db,
             "chunk": chunk,
-            "machine": _machine(),
+            "machine": describe_machine(),
         },
         "mixtures": [{"index": i, "snr_db": s, **m.meta} for i, (s, m) in enumerate(mixtures)],
         "rows": rows,
@@ -379,18 +378,6 @@ def _fmt_sem(value: float, sem: float) -> str:
     if value is None or not np.isfinite(value):
         return "n/a"
     return f"{value:.2f}" if sem is None or not np.isfinite(sem) else f"{value:.2f} ± {sem:.2f}"
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def paired_comparison(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

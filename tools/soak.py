@@ -40,7 +40,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -63,6 +62,7 @@ from streamsep.control import request
 from streamsep.params import load_params
 from streamsep.resources import default_model_paths
 from streamsep.subscribe import Chunk, Subscriber
+from tools.machine import describe_machine
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 AUDIO_DIR: Final = ROOT / "tests" / "fixtures" / "audio"
@@ -71,19 +71,6 @@ GAINS_DB: Final = (0.0, -6.0, -12.0, 3.0, -3.0, -9.0)
 RSS_GROWTH_LIMIT: Final = 0.05
 LAG_DRIFT_LIMIT_SECONDS: Final = 0.5
 _CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
-
-
-def machine() -> str:
-    """One line naming the CPU, cores and Python."""
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 # -- input -----------------------------------------------------------------------------------
@@ -650,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": machine(),
+        "machine": describe_machine(),
         "model": model or (base_config or {}).get("model", {}).get("model", "default"),
         "params": params,
         "command": "python -m tools.soak " + " ".join(sys.argv[1:] if argv is None else argv),

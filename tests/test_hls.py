@@ -230,11 +230,7 @@ class _Chain:
 
     def stream(self, stem: str) -> tuple[np.ndarray, list[Chunk]]:
         """The stem's samples (contiguous: nothing may be missing) and its chunks."""
-        chunks = self.chunks[stem]
-        assert chunks and chunks[-1].end_of_stream
-        assert all(c.missing == 0 and c.missing_messages == 0 for c in chunks)
-        assert [c.first_sample for c in chunks[1:]] == [c.end_sample for c in chunks[:-1]]
-        return np.concatenate([c.samples for c in chunks]), chunks
+        return _contiguous(self.chunks[stem]), self.chunks[stem]
 
     def close(self) -> None:
         self._stop.set()
@@ -246,6 +242,14 @@ class _Chain:
         self.publisher.stop()
         self._reader.join(5)
         self.subscriber.close()
+
+
+def _contiguous(chunks: list[Chunk]) -> np.ndarray:
+    """Samples of a finished topic whose messages follow each other with nothing missing."""
+    assert chunks and chunks[-1].end_of_stream
+    assert all(c.missing == 0 and c.missing_messages == 0 for c in chunks)
+    assert [c.first_sample for c in chunks[1:]] == [c.end_sample for c in chunks[:-1]]
+    return np.concatenate([c.samples for c in chunks])
 
 
 def _filled_at(chunks: list[Chunk], index: int, n: int) -> int:

@@ -93,14 +93,19 @@ def test_verifier_reports_each_fault(mutate: str, expected: str) -> None:
 
 
 def test_rss_growth_and_lag_bounds() -> None:
-    flat = [(float(t), 100_000 + (t % 3)) for t in range(0, 100)]
-    assert soak.rss_growth(flat, 100.0)["ok"] is True
-    leaking = [(float(t), 100_000 + 200 * t) for t in range(0, 100)]
-    growth = soak.rss_growth(leaking, 100.0)
+    # (wall s, VmRSS kB, audio s received): 10x real time, so audio minute 5 is wall 30 s.
+    flat = [(float(t), 100_000 + (t % 3), 10.0 * t) for t in range(0, 100)]
+    assert soak.rss_growth(flat, 1000.0)["ok"] is True
+    leaking = [(float(t), 100_000 + 200 * t, 10.0 * t) for t in range(0, 100)]
+    growth = soak.rss_growth(leaking, 1000.0)
     assert growth["ok"] is False and growth["from_seconds"] == pytest.approx(10.0)
-    assert soak.rss_growth(flat, 3600.0)["from_seconds"] == 300.0
-    drain_spike = flat[:-2] + [(98.0, 150_000), (99.0, 150_000)]  # end-of-stream flush
-    assert soak.rss_growth(drain_spike, 100.0)["ok"] is True
+    hour = soak.rss_growth(flat, 3600.0)
+    assert hour["from_audio_seconds"] == 300.0 and hour["from_seconds"] == pytest.approx(30.0)
+    # Warm-up growth before audio minute 5 does not count.
+    warm_up = [(t, 50_000 + 500 * t if t < 30 else kb, a) for t, kb, a in flat]
+    assert soak.rss_growth(warm_up, 3600.0)["ok"] is True
+    drain_spike = flat[:-2] + [(98.0, 150_000, 980.0), (99.0, 150_000, 990.0)]  # flush
+    assert soak.rss_growth(drain_spike, 1000.0)["ok"] is True
     assert soak.lag_bounded({0: 5.0, 1: 0.6, 2: 0.61, 3: 0.62, 4: 9.0})["ok"] is True
     assert soak.lag_bounded({0: 0.6, 1: 0.6, 2: 1.0, 3: 2.0, 4: 2.0})["ok"] is False
 

@@ -428,8 +428,8 @@ def make_mixture(
     return Mixture(mix, sources, snr if with_call else None, active, meta)
 
 
-def block_magnitudes(x: NDArray[np.floating], params: ModelParams) -> NDArray[np.float32]:
-    """Magnitudes ``(T, F, n_channels)`` of the ``T`` frames lying wholly inside ``x``.
+def block_spectra(x: NDArray[np.floating], params: ModelParams) -> NDArray[np.complex64]:
+    """Complex STFT ``(T, F, n_channels)`` of the ``T`` frames lying wholly inside ``x``.
 
     ``x`` (n_samples,) must hold ``(T + frame_length / frame_step - 1) * frame_step`` samples;
     Spleeter's STFT (:func:`streamsep.spectral.stft`) frames ``r .. r + T - 1`` with
@@ -438,7 +438,22 @@ def block_magnitudes(x: NDArray[np.floating], params: ModelParams) -> NDArray[np
     ratio = params.frame_length // params.frame_step
     audio = np.repeat(np.asarray(x, np.float32)[:, None], params.n_channels, axis=1)
     spectra = stft(audio, params.frame_length, params.frame_step)
-    return np.abs(spectra[ratio : ratio + params.T, : params.F])
+    return spectra[ratio : ratio + params.T, : params.F]
+
+
+def block_magnitudes(x: NDArray[np.floating], params: ModelParams) -> NDArray[np.float32]:
+    """Magnitudes of :func:`block_spectra`."""
+    return np.abs(block_spectra(x, params))
+
+
+def psa_target(source: NDArray[np.complex64], mix: NDArray[np.complex64]) -> NDArray[np.float32]:
+    """Phase-sensitive target ``|S| cos(angle S - angle X) = Re(S conj X) / |X|``.
+
+    A mask times ``|X|``, resynthesised with the mix phase, is closest to the source waveform
+    (in the STFT domain) when it equals this; it is negative where the source opposes the mix.
+    """
+    magnitude = np.maximum(np.abs(mix), np.float32(1e-12))
+    return np.asarray(np.real(source * np.conj(mix)) / magnitude, np.float32)
 
 
 def block_samples(params: ModelParams) -> int:
@@ -471,6 +486,9 @@ class BlockGenerator:
         Probability of a noise-only block (orca target zero).
     augment : bool
         See :func:`make_mixture`.
+    psa : bool
+        Also give each stem's phase-sensitive target (:func:`psa_target`) under
+        ``"<stem>:psa"``, for the ``sdr`` loss.
     """
 
     def __init__(
@@ -484,6 +502,7 @@ class BlockGenerator:
         level_range: tuple[float, float] = (-55.0, -20.0),
         p_no_call: float = 0.1,
         augment: bool = True,
+        psa: bool = False,
     ) -> None:
         if params.instrument_list != (ORCA_STEM, NOISE_STEM):
             raise ConfigError(
@@ -494,7 +513,7 @@ class BlockGenerator:
             raise ConfigError(f"pool rate {pool.sample_rate} != model rate {params.sample_rate}")
         self.pool, self.params, self.seed, self.batch_size = pool, params, seed, batch_size
         self.snr_range, self.level_range = snr_range, level_range
-        self.p_no_call, self.augment = p_no_call, augment
+        self.p_no_call, self.augment, self.psa = p_no_call, augment, psa
         self.n_samples = block_samples(params)
 
     def example(self, rng: np.random.Generator) -> Batch:
@@ -511,8 +530,14 @@ class BlockGenerator:
             level_db=float(rng.uniform(*self.level_range)),
             with_call=bool(rng.random() >= self.p_no_call),
         )
-        targets = {k: block_magnitudes(v, self.params) for k, v in mixture.sources.items()}
-        return block_magnitudes(mixture.mix, self.params), targets
+        mix = block_spectra(mixture.mix, self.params)
+        targets = {}
+        for stem, source in mixture.sources.items():
+            spectra = block_spectra(source, self.params)
+            targets[stem] = np.abs(spectra)
+            if self.psa:
+                targets[f"{stem}:psa"] = psa_target(spectra, mix)
+        return np.abs(mix), targets
 
     def batch(self, index: int) -> Batch:
         """Batch ``index``: ``(mix (B, T, F, C), {stem: (B, T, F, C)})``, float32."""

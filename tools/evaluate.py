@@ -129,16 +129,36 @@ def _noisereduce(stationary: bool, sample_rate: int) -> Method:
 class _ModelRunner:
     """Offline and streaming runs of one ``.tflite`` model, with timing and agreement."""
 
-    def __init__(self, path: Path, params: ModelParams, chunk: int) -> None:
+    def __init__(
+        self, path: Path, params: ModelParams, chunk: int, lookaheads: Sequence[int] = ()
+    ) -> None:
         self.name = path.stem
         self.params = params
         self.chunk = chunk
         self.separator = Separator(params, path, num_threads=2)
-        self.engine = BlockSeparator(load_model(path, params, 2), StreamSettings())
+        model = load_model(path, params, 2)
+        self.engine = BlockSeparator(model, StreamSettings())
+        self.sweep = {
+            lookahead: BlockSeparator(model, StreamSettings(lookahead_frames=lookahead))
+            for lookahead in lookaheads
+        }
+        """Extra streaming engines by ``lookahead_frames`` (hop derived), for the latency curve."""
         self.stream_seconds = 0.0
         self.audio_seconds = 0.0
         self.max_difference = 0.0
         self._offline: Estimates = {}
+
+    def method_name(self, lookahead: int) -> str:
+        """Row name of the sweep engine with ``lookahead`` frames."""
+        return f"{self.name} streaming L={lookahead}"
+
+    def swept(self, lookahead: int) -> Method:
+        """The sweep engine of ``lookahead`` as a method (no timing, no agreement check)."""
+
+        def run(mix: NDArray[np.float32]) -> Estimates:
+            return _stream(self.sweep[lookahead], mix, self.chunk, self.params)
+
+        return run
 
     def offline(self, mix: NDArray[np.float32]) -> Estimates:
         stems = self.separator.separate(mix[:, None], self.params.sample_rate)
@@ -146,15 +166,10 @@ class _ModelRunner:
         return self._offline
 
     def streaming(self, mix: NDArray[np.float32]) -> Estimates:
-        engine, n = self.engine, mix.shape[0]
-        engine.reset()
         started = time.perf_counter()
-        pieces = [engine.feed(mix[i : i + self.chunk, None]) for i in range(0, n, self.chunk)]
-        pieces.append(engine.flush())
+        stems = _stream(self.engine, mix, self.chunk, self.params)
         self.stream_seconds += time.perf_counter() - started
-        self.audio_seconds += n / self.params.sample_rate
-        out = np.concatenate(pieces, axis=1)[:, engine.latency_samples : engine.latency_samples + n]
-        stems = {stem: out[i, :, 0] for i, stem in enumerate(self.params.instrument_list)}
+        self.audio_seconds += mix.shape[0] / self.params.sample_rate
         if self._offline:
             diff = max(float(np.max(np.abs(stems[s] - self._offline[s]))) for s in stems)
             self.max_difference = max(self.max_difference, diff)
@@ -163,6 +178,18 @@ class _ModelRunner:
     @property
     def realtime_factor(self) -> float:
         return self.audio_seconds / max(self.stream_seconds, 1e-9)
+
+
+def _stream(
+    engine: BlockSeparator, mix: NDArray[np.float32], chunk: int, params: ModelParams
+) -> Estimates:
+    """``mix`` (n,) through ``engine`` in ``chunk``-sample pieces, cropped by its latency."""
+    n = mix.shape[0]
+    engine.reset()
+    pieces = [engine.feed(mix[i : i + chunk, None]) for i in range(0, n, chunk)]
+    pieces.append(engine.flush())
+    out = np.concatenate(pieces, axis=1)[:, engine.latency_samples : engine.latency_samples + n]
+    return {stem: out[i, :, 0] for i, stem in enumerate(params.instrument_list)}
 
 
 def _score(
@@ -256,12 +283,17 @@ def evaluate(
     level_db: float = -30.0,
     chunk: int = 1024,
     labeled: bool = True,
+    lookaheads: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Run every method on the mixtures (and labelled clips); return the results dict."""
+    """Run every method on the mixtures (and labelled clips); return the results dict.
+
+    ``lookaheads`` adds, per model, streaming rows ``<name> streaming L=<lookahead_frames>``
+    (hop derived from the lookahead) and a ``latency_curve`` of mean SI-SDRi against latency.
+    """
     started = time.perf_counter()
     mixtures = _mixtures(data_dir, split, params, snrs, n_per_snr, seed, seconds, level_db)
     rate = params.sample_rate
-    runners = [_ModelRunner(Path(m), params, chunk) for m in models]
+    runners = [_ModelRunner(Path(m), params, chunk, lookaheads) for m in models]
     methods: dict[str, Method] = {
         "mix": lambda x: {ORCA_STEM: x, NOISE_STEM: x},
         "passthrough": lambda x: {ORCA_STEM: x, NOISE_STEM: np.zeros_like(x)},
@@ -271,6 +303,8 @@ def evaluate(
     for runner in runners:
         methods[f"{runner.name} offline"] = runner.offline
         methods[f"{runner.name} streaming"] = runner.streaming
+        for lookahead in lookaheads:
+            methods[runner.method_name(lookahead)] = runner.swept(lookahead)
     rows: list[dict[str, Any]] = []
     seconds_per_method = dict.fromkeys(["irm-F", "irm-full", *methods], 0.0)
     for index, (snr, mixture) in enumerate(mixtures):
@@ -283,7 +317,7 @@ def evaluate(
                 outputs[name] = ideal_ratio_mask(
                     scored_mix, refs, params, band_limited=name == "irm-F"
                 )
-            elif name.endswith((" offline", " streaming")):
+            elif name.endswith((" offline", " streaming")) or " streaming L=" in name:
                 outputs[name] = methods[name](mixture.mix)  # the engine high-passes itself
             else:
                 outputs[name] = methods[name](scored_mix)
@@ -309,6 +343,7 @@ def evaluate(
             "seconds": seconds,
             "level_db": level_db,
             "chunk": chunk,
+            "lookaheads": list(lookaheads),
             "machine": describe_machine(),
         },
         "mixtures": [{"index": i, "snr_db": s, **m.meta} for i, (s, m) in enumerate(mixtures)],
@@ -325,15 +360,39 @@ def evaluate(
         },
         "method_seconds": seconds_per_method,
     }
+    result["latency_curve"] = latency_curve(result, runners)
     if labeled and (data_dir / "labeled").is_dir():
         label_methods = {
             k: v
             for k, v in methods.items()
-            if k not in ("mix", "passthrough") and not k.endswith(" streaming")
+            if k not in ("mix", "passthrough") and " streaming" not in k
         }
         result["labeled"] = labeled_auc(data_dir, params, label_methods)
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
+
+
+def latency_curve(result: dict[str, Any], runners: Sequence[_ModelRunner]) -> list[dict[str, Any]]:
+    """Per model and lookahead: algorithmic latency (s) and mean orca/noise SI-SDRi (dB)."""
+    summary = result["summary"]
+    points = []
+    for runner in runners:
+        engines = [(runner.engine, f"{runner.name} streaming")]
+        engines += [(e, runner.method_name(la)) for la, e in runner.sweep.items()]
+        for engine, method in engines:
+            points.append(
+                {
+                    "model": runner.name,
+                    "method": method,
+                    "lookahead_frames": engine.lookahead_frames,
+                    "hop_frames": engine.hop_frames,
+                    "latency_s": engine.latency_samples / runner.params.sample_rate,
+                    **{
+                        f"si_sdri_{stem}": summary[method][stem]["all"]["si_sdri"] for stem in STEMS
+                    },
+                }
+            )
+    return sorted(points, key=lambda p: (p["model"], p["latency_s"]))
 
 
 def _summarize(rows: list[dict[str, Any]], snrs: Sequence[float]) -> dict[str, Any]:
@@ -530,6 +589,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=8.0, help="mixture length, s (8)")
     parser.add_argument("--level-db", type=float, default=-30.0, help="mix RMS, dBFS (-30)")
     parser.add_argument("--chunk", type=int, default=1024, help="streaming chunk, samples")
+    parser.add_argument(
+        "--lookaheads",
+        type=int,
+        nargs="*",
+        default=[],
+        help="extra streaming rows per lookahead_frames, for the latency curve",
+    )
     parser.add_argument("--no-labeled", action="store_true", help="skip the labelled clips")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
@@ -552,6 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level_db=args.level_db,
         chunk=args.chunk,
         labeled=not args.no_labeled,
+        lookaheads=args.lookaheads,
     )
     result["command"] = "python -m tools.evaluate " + " ".join(
         sys.argv[1:] if argv is None else argv

@@ -220,27 +220,31 @@ class Verifier:
         return out
 
 
-def rss_growth(samples: Sequence[tuple[float, int]], total_seconds: float) -> dict[str, Any]:
-    """RSS growth from minute 5 (or 10 % of a run under 50 minutes) to the end.
+def rss_growth(samples: Sequence[tuple[float, int, float]], audio_seconds: float) -> dict[str, Any]:
+    """RSS growth from minute 5 of the audio (10 % of it under 50 minutes) to the end.
 
-    ``samples`` are ``(seconds since start, VmRSS kB)``. Start: the median of the first five
+    ``samples`` are ``(seconds since start, VmRSS kB, audio seconds received so far)``; the mark
+    is in audio time, so a run as fast as possible is judged over the same stretch of stream as
+    a paced one. Start: the median of the first five
     samples at or after the mark; end: the median of the last 10 % of the samples (at least
     five), so that the short end-of-stream drain (the flush of the lookahead, measured at
     +50 MiB for two seconds with the 6 s passthrough lookahead) is not read as growth; a leak
     moves the median, one spike does not.
     """
-    mark = 300.0 if total_seconds >= 3000 else 0.1 * total_seconds
-    after = [kb for t, kb in samples if t >= mark]
+    mark = 300.0 if audio_seconds >= 3000 else 0.1 * audio_seconds
+    after = [kb for _, kb, audio in samples if audio >= mark]
+    wall = next((t for t, _, audio in samples if audio >= mark), float("nan"))
     if len(after) < 2:
-        return {"from_seconds": mark, "growth": None, "ok": False, "reason": "too few samples"}
+        return {"from_seconds": wall, "growth": None, "ok": False, "reason": "too few samples"}
     start = statistics.median(after[:5])
     end = statistics.median(after[-max(5, len(after) // 10) :])
     growth = (end - start) / start
     return {
-        "from_seconds": round(mark, 1),
+        "from_audio_seconds": round(mark, 1),
+        "from_seconds": round(wall, 1),
         "rss_start_kb": round(start),
         "rss_end_kb": round(end),
-        "rss_max_kb": max(kb for _, kb in samples),
+        "rss_max_kb": max(kb for _, kb, _ in samples),
         "growth": round(growth, 4),
         "ok": growth < RSS_GROWTH_LIMIT,
     }
@@ -351,7 +355,7 @@ def run_daemon_once(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    samples: list[tuple[float, int, float]] = []
+    samples: list[tuple[float, int, float, float]] = []
     backlog: list[tuple[float, int]] = []
     peak_kb = [0]
     statuses: list[dict[str, Any]] = []
@@ -362,7 +366,9 @@ def run_daemon_once(
             got = _proc(proc.pid)
             if got is None:
                 return
-            samples.append((time.monotonic() - started, got[0], got[1]))
+            # Read without a lock: each count is one int.
+            received = min((t.received for t in verifier.topics.values()), default=0)
+            samples.append((time.monotonic() - started, got[0], got[1], received / BASE_RATE))
             peak_kb[0] = max(peak_kb[0], got[2])
             try:
                 reply = request(control, {"cmd": "status"}, timeout=2.0)
@@ -370,9 +376,7 @@ def run_daemon_once(
             except Exception:  # noqa: BLE001 - the daemon may be ending; status is advisory
                 continue
             # Samples published but not yet received: what ZeroMQ holds in the daemon's send
-            # queue when the subscriber trails (as fast as possible only; read without a lock,
-            # each count is one int).
-            received = min((t.received for t in verifier.topics.values()), default=0)
+            # queue when the subscriber trails (as fast as possible only).
             published = int(statuses[-1].get("samples_published", 0))
             backlog.append((time.monotonic() - started, max(0, published - received)))
 
@@ -427,7 +431,7 @@ def run_daemon_once(
     if dropped:
         problems.append(f"publisher dropped samples: {dropped}")
     run_seconds = samples[-1][0] if samples else wall
-    rss = rss_growth([(t, kb) for t, kb, _ in samples], run_seconds)
+    rss = rss_growth([(t, kb, audio) for t, kb, _, audio in samples], audio_seconds)
     if not rss["ok"]:
         problems.append(f"RSS growth {rss.get('growth')} >= {RSS_GROWTH_LIMIT}")
     cpu_seconds = samples[-1][2] if samples else None
@@ -445,7 +449,7 @@ def run_daemon_once(
         ),
         "rss": rss,
         "rss_samples_kb": [
-            [round(t, 1), kb] for t, kb, _ in samples[:: max(1, len(samples) // 200)]
+            [round(t, 1), kb] for t, kb, _, _ in samples[:: max(1, len(samples) // 200)]
         ],
         "rss_peak_kb": peak_kb[0],
         "backlog_samples": [[round(t, 1), n] for t, n in backlog[:: max(1, len(backlog) // 200)]],
@@ -461,7 +465,7 @@ def run_daemon_once(
     if realtime:
         # Paced: wall seconds are audio seconds, so the CPU slope after start-up (imports,
         # model load; first 10 % of the run) is CPU seconds per audio second.
-        steady = [(t, c) for t, _, c in samples if t >= 0.1 * run_seconds]
+        steady = [(t, c) for t, _, c, _ in samples if t >= 0.1 * run_seconds]
         if len(steady) >= 2 and steady[-1][0] > steady[0][0]:
             slope = (steady[-1][1] - steady[0][1]) / (steady[-1][0] - steady[0][0])
             report["cpu_seconds_per_audio_second_steady"] = round(slope, 4)
@@ -533,7 +537,8 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"{r['x_realtime']} | {recv} / {r['expected_samples']} ({len(r['topics'])} topics) | "
             f"{r['lost_samples']} | "
             f"{d.get('samples_published') == d.get('samples_captured') and bool(d)} "
-            f"({d.get('samples_published')}) | {growth} (from {rss['from_seconds']:.0f} s) | "
+            f"({d.get('samples_published')}) | {growth} (from audio "
+            f"{rss.get('from_audio_seconds', 0) / 60:.1f} min, wall {rss['from_seconds']:.0f} s) | "
             f"{rss.get('rss_max_kb', 0) / 1024:.0f} MiB | {r['cpu_seconds_per_audio_second']} | "
             f"{'PASS' if r['ok'] else 'FAIL'} |"
         )

@@ -49,7 +49,7 @@ from .dataset import (
     CsvBlockGenerator,
     load_pool,
 )
-from .losses import LOSSES, l1_per_stem
+from .losses import LOSSES, l1_level_per_stem, l1_per_stem, sdr_per_stem
 
 __all__ = ["TrainSettings", "train", "export_checkpoint", "validation_batches", "main"]
 
@@ -228,7 +228,13 @@ def train(
     @tf.function
     def train_step(x: Any, ys: list[Any]) -> list[Any]:
         with tf.GradientTape() as tape:
-            losses = l1_per_stem(model(x, training=True), ys)
+            outputs = model(x, training=True)
+            if settings.loss == "sdr":  # ys: the phase-sensitive targets
+                losses = sdr_per_stem(outputs, ys, x, params.separation_exponent)
+            elif settings.loss == "l1-level":
+                losses = l1_level_per_stem(outputs, ys, x)
+            else:
+                losses = l1_per_stem(outputs, ys)
             loss = tf.add_n(losses)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
@@ -284,7 +290,8 @@ def train(
             deadline is None or time.perf_counter() < deadline
         ):
             x, y = prefetcher.get()
-            losses = np.array([float(v) for v in train_step(x, [y[s] for s in stems])])
+            keys = [f"{s}:psa" if settings.loss == "sdr" else s for s in stems]
+            losses = np.array([float(v) for v in train_step(x, [y[k] for k in keys])])
             step += 1
             window.append(losses)
             bar.update(1)
@@ -403,7 +410,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--filters", type=_parse_filters, help="conv_n_filters override, e.g. 4,8,16,32,64,128"
     )
-    parser.add_argument("--loss", choices=LOSSES, default="l1", help="training loss (l1)")
+    parser.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="l1",
+        help="l1 (Spleeter's), l1-level (per-example level-normalised) or sdr (negative "
+        "spectral SDR of the ratio-masked output vs phase-sensitive targets); default l1",
+    )
     parser.add_argument("--snr-min", type=float, default=-10.0, help="input SNR, dB (-10)")
     parser.add_argument("--snr-max", type=float, default=10.0, help="input SNR, dB (10)")
     parser.add_argument("--val-batches", type=int, default=6, help="validation batches (6)")
@@ -444,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         learning_rate = args.lr or float(params.extra.get("learning_rate", 1e-3))
         generator: BlockGenerator
         if args.train_csv is not None:
+            if args.loss == "sdr":
+                raise ConfigError("--loss sdr needs mixtures made on the fly (not --train-csv)")
             generator = CsvBlockGenerator(
                 args.train_csv, params, seed=args.seed, batch_size=batch_size
             )
@@ -455,6 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 batch_size=batch_size,
                 snr_range=(args.snr_min, args.snr_max),
+                psa=args.loss == "sdr",
             )
         if args.export_only:
             for path in export_checkpoint(

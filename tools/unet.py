@@ -75,6 +75,51 @@ def conv_n_filters(params: ModelParams) -> tuple[int, ...]:
     return tuple(filters)
 
 
+INPUT_NORMS: Final = ("none", "log")
+"""``model.params.input_norm`` values: ``none`` (Spleeter: raw magnitudes) or ``log``."""
+
+
+def input_norm(model_params: dict[str, Any]) -> str:
+    """``model.params.input_norm`` (default ``none``), checked.
+
+    ``log`` feeds the convolutions ``log1p(x / mean(x))``, the mean taken over the whole block
+    (T, F, channels): the masks then do not depend on the input level (a hydrophone's gain), and
+    loud and quiet bins get comparable weight. The mask still multiplies the raw magnitudes.
+    """
+    value = model_params.get("input_norm", "none")
+    if value not in INPUT_NORMS:
+        raise ConfigError(
+            f"params: model.params.input_norm must be one of {INPUT_NORMS}, got {value!r}"
+        )
+    return str(value)
+
+
+def decoder_dropout(model_params: dict[str, Any]) -> float:
+    """``model.params.decoder_dropout``: Spleeter's 0.5 on the first three decoder levels."""
+    value = model_params.get("decoder_dropout", 0.5)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"params: model.params.decoder_dropout must be in [0, 1), got {value!r}")
+    return float(value)
+
+
+@keras.saving.register_keras_serializable(package="streamsep")
+class BlockLogNorm(keras.layers.Layer):
+    """``log1p(x / (mean(x) + eps))`` with the mean over each example's whole block."""
+
+    def __init__(self, eps: float = 1e-8, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eps = eps
+
+    def call(self, x: Any) -> Any:
+        from keras import ops
+
+        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        return ops.log1p(x / (mean + self.eps))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "eps": self.eps}
+
+
 def _conv_activation(model_params: dict[str, Any]) -> keras.layers.Layer:
     """Spleeter's encoder activation: ``ReLU``, ``ELU``, else ``LeakyReLU(0.2)``."""
     name = str(model_params.get("conv_activation"))
@@ -122,6 +167,7 @@ def _apply_unet(
     ``mix`` is the model input ``(T, F, n_channels)``, ``padded`` the same zero-padded to
     multiples of 64 (or ``mix`` itself); ``crop`` is the ``(time, frequency)`` padding to remove.
     """
+    dropout = decoder_dropout(model_params)
     conv_act = _conv_activation(model_params)  # one shared instance per stem, as in Spleeter
     deconv_act = _deconv_activation(model_params)
     init = keras.initializers.HeUniform(seed=_KERNEL_SEED)
@@ -158,7 +204,9 @@ def _apply_unet(
     # Decoder.
     x = conv6
     for n, skip in ((filters[4], conv5), (filters[3], conv4), (filters[2], conv3)):
-        x = keras.layers.Dropout(0.5)(bn(deconv_act(deconv(n, x))))
+        x = bn(deconv_act(deconv(n, x)))
+        if dropout:
+            x = keras.layers.Dropout(dropout)(x)
         x = keras.layers.Concatenate(axis=-1)([skip, x])
     for n, skip in ((filters[1], conv2), (filters[0], conv1)):
         x = bn(deconv_act(deconv(n, x)))
@@ -187,7 +235,8 @@ def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
     ----------
     params : ModelParams
         ``T``, ``F``, ``n_channels``, ``instrument_list`` and ``model.params``
-        (``conv_n_filters``, ``conv_activation``, ``deconv_activation``).
+        (``conv_n_filters``, ``conv_activation``, ``deconv_activation``; streamsep's own
+        ``input_norm`` and ``decoder_dropout``, whose defaults give Spleeter's graph).
     training : bool
         True gives a free batch dimension (for fitting); False fixes the batch at 1, the shape
         exported to TFLite. Dropout and batch norm follow the ``training`` argument of each call.
@@ -214,8 +263,10 @@ def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
     )
     crop = (-params.T % MULTIPLE, -params.F % MULTIPLE)
     padded = mix
+    if input_norm(model_params) == "log":
+        padded = BlockLogNorm(name="block_log_norm")(mix)
     if crop != (0, 0):
-        padded = keras.layers.ZeroPadding2D(((0, crop[0]), (0, crop[1])))(mix)
+        padded = keras.layers.ZeroPadding2D(((0, crop[0]), (0, crop[1])))(padded)
     namer = _Namer()
     outputs = [
         _apply_unet(mix, padded, instrument, filters, model_params, params.n_channels, crop, namer)

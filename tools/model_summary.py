@@ -1,0 +1,73 @@
+"""The documented output of the bundled model on the bundled recording (model card, tests).
+
+    python -m tools.model_summary [--write]
+
+Separates ``tests/fixtures/audio/acoustic-separation_20181202_25sec.flac`` with the default
+``Separator()`` (bundled params and float32 model, default streaming settings) and, with
+``--write``, the bundled int8 model too, and reports per stem its RMS level (dBFS) over the
+whole file and per second. ``--write`` stores the result in
+``tests/fixtures/models/default_model_expected.json``, which ``tests/test_default_model.py``
+checks the installed model against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streamsep.audio import read_audio
+from streamsep.offline import Separator
+from streamsep.resources import DEFAULT_MODEL_NAME, data_path, default_model_paths
+
+__all__ = ["FIXTURE", "EXPECTED", "summarize", "main"]
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+FIXTURE: Final = ROOT / "tests" / "fixtures" / "audio" / "acoustic-separation_20181202_25sec.flac"
+EXPECTED: Final = ROOT / "tests" / "fixtures" / "models" / "default_model_expected.json"
+
+
+def _db(x: NDArray[np.floating]) -> float:
+    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+
+
+def summarize(separator: Separator, path: Path = FIXTURE) -> dict[str, Any]:
+    """RMS (dBFS) of the input and of each stem, whole file and per second of ``path``."""
+    audio, rate = read_audio(path)
+    stems = {"mix": audio, **separator.separate(audio, rate)}
+    return {
+        "file": path.name,
+        "sample_rate": rate,
+        "rms_db": {k: round(_db(v), 3) for k, v in stems.items()},
+        "rms_db_per_second": {
+            k: [round(_db(v[i : i + rate]), 3) for i in range(0, v.shape[0] - rate + 1, rate)]
+            for k, v in stems.items()
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m tools.model_summary", description=__doc__)
+    parser.add_argument("--write", action="store_true", help=f"write {EXPECTED.name}")
+    args = parser.parse_args(argv)
+    params, model = default_model_paths()
+    result = {"model": Path(model).name, **summarize(Separator())}
+    int8 = data_path(f"{DEFAULT_MODEL_NAME}_int8.tflite")
+    if int8.is_file():
+        result["int8"] = {"model": int8.name, **summarize(Separator(params, int8))}
+    text = json.dumps(result, indent=1) + "\n"
+    if args.write:
+        EXPECTED.write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

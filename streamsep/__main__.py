@@ -45,14 +45,14 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
         "--stream-hop-frames",
         type=int,
         metavar="N",
-        help="frames between model blocks (default: T/4)",
+        help="frames between model blocks (default: the model's, else T/4)",
     )
     group.add_argument(
         "--stream-lookahead-frames",
         type=int,
         metavar="N",
         help="future frames a mask may use; latency = frame_length-1 + N*frame_step samples "
-        "(default: T/2)",
+        "(default: the model's, else T/2)",
     )
     group.add_argument(
         "--stream-window",

@@ -4,7 +4,9 @@ The keys are Spleeter's own (``sample_rate``, ``frame_length``, ``frame_step``, 
 ``n_channels``, ``instrument_list``, ``mask_extension``, ``separation_exponent``, ``model``), so
 a Spleeter params file such as the seed's ``2stems-finetune.json`` loads unchanged. streamsep adds
 one optional key, ``highpass_hz``: the cut-off of the DC-blocking high-pass applied before the
-spectral front end (absent or 0 for imported Spleeter models, so that parity holds).
+spectral front end (absent or 0 for imported Spleeter models, so that parity holds), and
+``stream``: the model's default streaming settings (``{"hop_frames": H, "lookahead_frames":
+L}``, either optional), used wherever :class:`~streamsep.settings.StreamSettings` leaves them unset.
 Keys this module does not use (``train_csv``, ``learning_rate``...) are kept in ``extra`` and
 written back unchanged.
 """
@@ -30,7 +32,10 @@ _KNOWN_KEYS: Final = set(_INT_KEYS) | {
     "model",
     "mix_name",
     "highpass_hz",
+    "stream",
 }
+STREAM_KEYS: Final = ("hop_frames", "lookahead_frames")
+"""Keys of the params' ``stream`` section."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ class ModelParams:
     """DC-blocking high-pass cut-off in Hz applied before the STFT; 0 disables it."""
     model: dict[str, Any] = field(default_factory=lambda: {"type": "unet.unet", "params": {}})
     """Spleeter's model section: ``type`` and ``params`` (``conv_n_filters``, activations)."""
+    stream: dict[str, int] = field(default_factory=dict)
+    """Default ``hop_frames`` / ``lookahead_frames`` of this model (see the module docstring)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Keys streamsep does not use, kept so that the file round-trips."""
 
@@ -98,6 +105,14 @@ class ModelParams:
             raise ConfigError(
                 f"params: separation_exponent must be > 0, got {self.separation_exponent!r}"
             )
+        if not isinstance(self.stream, dict) or not set(self.stream) <= set(STREAM_KEYS):
+            raise ConfigError(
+                f"params: stream must be an object with keys {list(STREAM_KEYS)}, "
+                f"got {self.stream!r}"
+            )
+        for key, value in self.stream.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"params: stream.{key} must be an integer >= 0, got {value!r}")
         if self.highpass_hz < 0 or self.highpass_hz >= self.sample_rate / 2:
             raise ConfigError(
                 f"params: highpass_hz must be in [0, {self.sample_rate / 2}), "
@@ -183,6 +198,8 @@ class ModelParams:
         )
         if self.highpass_hz:
             data["highpass_hz"] = self.highpass_hz
+        if self.stream:
+            data["stream"] = dict(self.stream)
         return data
 
     def save(self, path: str | Path) -> None:

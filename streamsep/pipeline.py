@@ -158,7 +158,9 @@ class Pipeline:
         self.model = model
         self.params = model.params
         self.stream = stream or StreamSettings()
-        self.hop_frames, self.lookahead_frames = self.stream.resolve(self.params.T)
+        self.hop_frames, self.lookahead_frames = self.stream.resolve(
+            self.params.T, self.params.stream
+        )
         self.source_rate = source_rate
         self.source_channels = source_channels
         self.sinks = list(sinks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -17,8 +18,9 @@ SEGMENTATIONS: Final = ("overlap", "spleeter")
 class StreamSettings:
     """How overlapping model blocks are scheduled and combined.
 
-    ``None`` means "derive from the model's ``T``": ``lookahead_frames = T // 2`` and
-    ``hop_frames = min(T // 4, lookahead_frames + 1)``.
+    ``None`` means "the model's default": its params' ``stream`` section where it has one (the
+    bundled orca model: whole non-overlapping blocks), else derived from its ``T``:
+    ``lookahead_frames = T // 2`` and ``hop_frames = min(T // 4, lookahead_frames + 1)``.
     """
 
     hop_frames: int | None = None
@@ -60,12 +62,26 @@ class StreamSettings:
         """Spleeter's own segmentation: non-overlapping blocks of ``T`` frames, flat weights."""
         return cls(segmentation="spleeter")
 
-    def resolve(self, T: int) -> tuple[int, int]:
-        """``(hop_frames, lookahead_frames)`` for a model of ``T`` frames, validated."""
+    def resolve(self, T: int, defaults: Mapping[str, int] | None = None) -> tuple[int, int]:
+        """``(hop_frames, lookahead_frames)`` for a model of ``T`` frames, validated.
+
+        Unset fields come from ``defaults`` (the params' ``stream`` section) where it has them
+        (its ``hop_frames`` only while it fits the lookahead), else from ``T``: lookahead
+        ``T // 2``, hop ``min(T // 4, lookahead + 1)``.
+        """
         if self.segmentation == "spleeter":
             return T, T - 1
-        lookahead = self.lookahead_frames if self.lookahead_frames is not None else T // 2
-        hop = self.hop_frames if self.hop_frames is not None else max(1, min(T // 4, lookahead + 1))
+        defaults = defaults or {}
+        lookahead = self.lookahead_frames
+        if lookahead is None:
+            lookahead = defaults.get("lookahead_frames", T // 2)
+        hop = self.hop_frames
+        if hop is None:
+            default_hop = defaults.get("hop_frames")
+            if default_hop is not None and 1 <= default_hop <= lookahead + 1:
+                hop = default_hop
+            else:
+                hop = max(1, min(T // 4, lookahead + 1))
         if hop > T:
             raise ConfigError(f"stream.hop_frames must be <= T = {T}, got {hop}")
         if lookahead > T - 1:

@@ -201,7 +201,9 @@ class BlockSeparator:
         self.model = model
         self.params = model.params
         self.stream = stream or StreamSettings()
-        self.hop_frames, self.lookahead_frames = self.stream.resolve(self.params.T)
+        self.hop_frames, self.lookahead_frames = self.stream.resolve(
+            self.params.T, self.params.stream
+        )
         self._analyzer = Analyzer(self.params, self.hop_frames)
         self._synthesizer = Synthesizer(
             self.params, self.hop_frames, self.lookahead_frames, self.stream.effective_window

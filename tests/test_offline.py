@@ -80,3 +80,26 @@ def test_errors_name_the_problem(tmp_path: Path, small_params: ModelParams) -> N
         )
     with pytest.raises(ConfigError, match="sample_rate"):
         Separator(small_params, "passthrough").separate(np.zeros((10, 2)), 0)
+
+
+def test_params_stream_section_sets_the_default_streaming(small_params: ModelParams) -> None:
+    T = small_params.T
+    whole = load_params(
+        {**small_params.to_dict(), "stream": {"hop_frames": T, "lookahead_frames": T - 1}}
+    )
+    assert load_params(whole.to_dict()) == whole  # round-trips
+    sep = Separator(whole, "passthrough")
+    assert (sep._engine.hop_frames, sep._engine.lookahead_frames) == (T, T - 1)
+    assert sep.latency_samples == whole.frame_length - 1 + (T - 1) * whole.frame_step
+    # Explicit settings win; a lookahead too short for the model's hop falls back to T-derived.
+    assert StreamSettings(hop_frames=2).resolve(T, whole.stream) == (2, T - 1)
+    assert StreamSettings(lookahead_frames=3).resolve(T, whole.stream) == (min(T // 4, 4), 3)
+    # Without a stream section: derived from T.
+    assert StreamSettings().resolve(T, small_params.stream) == (min(T // 4, T // 2 + 1), T // 2)
+    for bad, message in (
+        ({"hop": 4}, "params: stream must be an object with keys"),
+        ({"hop_frames": -1}, "params: stream.hop_frames must be an integer >= 0"),
+        ([4], "params: stream must be an object"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_params({**small_params.to_dict(), "stream": bad})

@@ -18,8 +18,10 @@ Methods: ``mix`` (the mix as estimate of both stems: the SI-SDRi reference), ``p
 separation_exponent``; ``irm-F`` keeps only the model's ``F`` bins and its ``mask_extension``:
 the ceiling of any model with these params), ``noisereduce-stationary`` and
 ``noisereduce-nonstationary`` (spectral gating, default settings; noise = mix - output), and per
-model ``<name> offline`` (``Separator.separate``, default ``StreamSettings``) and ``<name>
-streaming`` (``BlockSeparator`` fed ``--chunk``-sample chunks, cropped by ``latency_samples``).
+model ``<name> offline`` (``Separator.separate``, default ``StreamSettings``), ``<name>
+offline spleeter-segments`` (``StreamSettings.spleeter()``: Spleeter's whole, non-overlapping
+blocks) and ``<name> streaming`` (``BlockSeparator`` fed ``--chunk``-sample chunks, cropped by
+``latency_samples``).
 
 Metrics per stem (:mod:`tools.metrics`): SI-SDR, SI-SDRi (over the mix), SDR, MAD (Spleeter's
 absolute difference on ``F``-bin magnitude spectrograms), and ``% IRM``: the method's mean
@@ -137,6 +139,8 @@ class _ModelRunner:
         self.chunk = chunk
         self.separator = Separator(params, path, num_threads=2)
         model = load_model(path, params, 2)
+        self.segments = Separator(params, model, stream=StreamSettings.spleeter())
+        """Spleeter's own segmentation (whole ``T``-frame blocks, no overlap): offline only."""
         self.engine = BlockSeparator(model, StreamSettings())
         self.sweep = {
             lookahead: BlockSeparator(model, StreamSettings(lookahead_frames=lookahead))
@@ -159,6 +163,10 @@ class _ModelRunner:
             return _stream(self.sweep[lookahead], mix, self.chunk, self.params)
 
         return run
+
+    def spleeter_segments(self, mix: NDArray[np.float32]) -> Estimates:
+        stems = self.segments.separate(mix[:, None], self.params.sample_rate)
+        return {k: v[:, 0] for k, v in stems.items()}
 
     def offline(self, mix: NDArray[np.float32]) -> Estimates:
         stems = self.separator.separate(mix[:, None], self.params.sample_rate)
@@ -302,6 +310,7 @@ def evaluate(
     }
     for runner in runners:
         methods[f"{runner.name} offline"] = runner.offline
+        methods[f"{runner.name} offline spleeter-segments"] = runner.spleeter_segments
         methods[f"{runner.name} streaming"] = runner.streaming
         for lookahead in lookaheads:
             methods[runner.method_name(lookahead)] = runner.swept(lookahead)
@@ -317,7 +326,7 @@ def evaluate(
                 outputs[name] = ideal_ratio_mask(
                     scored_mix, refs, params, band_limited=name == "irm-F"
                 )
-            elif name.endswith((" offline", " streaming")) or " streaming L=" in name:
+            elif any(f" {kind}" in name for kind in ("offline", "streaming")):
                 outputs[name] = methods[name](mixture.mix)  # the engine high-passes itself
             else:
                 outputs[name] = methods[name](scored_mix)
@@ -365,7 +374,9 @@ def evaluate(
         label_methods = {
             k: v
             for k, v in methods.items()
-            if k not in ("mix", "passthrough") and " streaming" not in k
+            if k not in ("mix", "passthrough")
+            and " streaming" not in k
+            and not k.endswith("spleeter-segments")
         }
         result["labeled"] = labeled_auc(data_dir, params, label_methods)
     result["seconds"] = round(time.perf_counter() - started, 1)

@@ -219,7 +219,9 @@ def train(
         if not (ckpt / STATE_FILE).is_file():
             raise ConfigError(f"nothing to resume: {ckpt / STATE_FILE} not found")
         state = _load_checkpoint(model, optimizer, ckpt)
-        if state["params"] != params.to_dict():
+        runtime_only = ("stream",)  # streaming defaults do not change what is trained
+        saved = {k: v for k, v in state["params"].items() if k not in runtime_only}
+        if saved != {k: v for k, v in params.to_dict().items() if k not in runtime_only}:
             raise ConfigError("resume: params differ from the checkpoint's")
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
         _LOGGER.info("resumed from %s at step %d", ckpt, step)

@@ -3,14 +3,13 @@
     python -m tools.bench [--params P --model M --int8-model M8] [--runs 5]
         [--seconds 20] [--e2e-seconds 20] [--out docs/bench]
 
-For each model (default: the bundled one from ``default_model_paths()``; plus
-``runs/orca-small/export/orca_unet.tflite`` and ``orca_unet_int8.tflite`` with their params
-when they exist locally; plus the tiny spleeter checkpoint of ``tools.spleeter_parity``, converted
-by streamsep on load) it measures:
+For each model (default: the bundled float32 and int8 models from ``default_model_paths()``;
+``--params``/``--model``/``--int8-model`` for others) it measures:
 
 * **real-time factor**: processing seconds per audio second of ``BlockSeparator.feed`` in
-  1024-sample chunks plus ``flush()``, median of ``--runs`` (1 run for the non-default points of
-  the ``hop_frames``/``lookahead_frames`` sweep), on ``--seconds`` of real recordings;
+  1024-sample chunks plus ``flush()``, median of ``--runs`` at the model's default streaming
+  point (its params' ``stream`` section, else derived from ``T``), 1 run at the other points of
+  the ``hop_frames``/``lookahead_frames`` sweep, on ``--seconds`` of real recordings;
 * **algorithmic latency** of each sweep point (``frame_length - 1 + lookahead * frame_step``);
 * **end to end through ZeroMQ**: ``python -m streamsep run`` on a paced file source
   (``realtime = true``) for ``--e2e-seconds``; a subscriber takes arrival time minus the header's
@@ -49,7 +48,7 @@ import numpy as np
 
 from streamsep.audio import read_audio, resample
 from streamsep.offline import Separator
-from streamsep.resources import default_model_paths
+from streamsep.resources import DEFAULT_MODEL_NAME, data_path, default_model_paths
 from streamsep.settings import StreamSettings
 from streamsep.streamer import BlockSeparator
 
@@ -62,7 +61,7 @@ PARITY_WORK: Final = ROOT / "out" / "spleeter_parity"
 SPLEETER_VENV: Final = ROOT / ".venv-spleeter"
 CHUNK: Final = 1024
 SWEEP_FRACTIONS: Final = ((1 / 4, 1 / 2), (1 / 8, 1 / 8), (1 / 16, 1 / 16), (1 / 2, 1 - 1e-9))
-"""(hop, lookahead) as fractions of T; the first is the default (T/4, T/2)."""
+"""(hop, lookahead) as fractions of T, measured after the model's default point."""
 
 _SPLEETER_SCRIPT: Final = r"""
 import json, sys, time
@@ -134,9 +133,9 @@ def feed_rtf(separator: Separator, stream: StreamSettings, x: np.ndarray, runs: 
     }
 
 
-def sweep_points(T: int) -> list[tuple[int, int]]:
-    """(hop_frames, lookahead_frames) of the sweep, default first, valid for ``T``."""
-    points = []
+def sweep_points(T: int, default: tuple[int, int]) -> list[tuple[int, int]]:
+    """(hop_frames, lookahead_frames) of the sweep, the model's ``default`` first."""
+    points = [default]
     for fh, fl in SWEEP_FRACTIONS:
         look = min(T - 1, max(0, int(T * fl)))
         hop = max(1, min(int(T * fh), look + 1))
@@ -244,10 +243,9 @@ def models(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     else:
         p, m = default_model_paths()
         out.append((f"default ({Path(m).name})", str(p), m))
-        export = ROOT / "runs" / "orca-small" / "export"
-        for name in ("orca_unet", "orca_unet_int8"):
-            if (export / f"{name}.tflite").is_file() and (export / f"{name}.json").is_file():
-                out.append((name, str(export / f"{name}.json"), str(export / f"{name}.tflite")))
+        int8 = data_path(f"{DEFAULT_MODEL_NAME}_int8.tflite")
+        if int8.is_file():
+            out.append((f"default int8 ({int8.name})", str(p), str(int8)))
     if args.int8_model:
         out.append(("int8 (given)", args.params or out[0][1], args.int8_model))
     return out
@@ -282,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             p = sep.params
             x = real_audio(args.seconds, p.sample_rate, p.n_channels)
             sweep = []
-            for j, (hop, look) in enumerate(sweep_points(p.T)):
+            default = StreamSettings().resolve(p.T, p.stream)
+            for j, (hop, look) in enumerate(sweep_points(p.T, default)):
                 stream = StreamSettings(hop_frames=hop, lookahead_frames=look)
                 sweep.append(feed_rtf(sep, stream, x, args.runs if j == 0 else 1))
             entry = {
@@ -351,15 +350,17 @@ def render_markdown(result: dict[str, Any]) -> str:
         "header's capture time of a chunk's last sample, paced file source through "
         "`streamsep run` (median / max of per-second maxima, algorithmic latency included).",
         "",
-        "| model | rate, ch, T | hop / lookahead (frames) | algorithmic latency | RTF (median) |",
-        "| --- | --- | --- | --- | --- |",
+        "| model | rate, ch, T | hop / lookahead (frames) | algorithmic latency | RTF (median) "
+        "| x real time |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for m in result["models"]:
         for s in m["sweep"]:
             lines.append(
                 f"| {m['name']} | {m['sample_rate']} Hz, {m['n_channels']}, {m['T']} | "
                 f"{s['hop_frames']} / {s['lookahead_frames']} | "
-                f"{s['algorithmic_latency_seconds']:.3f} s | {s['rtf_median']:.4f} |"
+                f"{s['algorithmic_latency_seconds']:.3f} s | {s['rtf_median']:.4f} | "
+                f"{1 / max(s['rtf_median'], 1e-9):.1f} |"
             )
     lines += [
         "",

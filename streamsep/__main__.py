@@ -13,6 +13,7 @@ from . import __version__, daemon_cli, netcli
 from .audio import read_audio, write_audio
 from .errors import StreamsepError
 from .offline import Separator
+from .resources import DEFAULT_MODEL_NAME, data_path
 from .settings import StreamSettings
 
 _LOGGER = logging.getLogger("streamsep")
@@ -170,6 +171,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"latency: {engine.latency_samples} samples = {engine.latency_seconds:.3f} s "
         f"(frame_length - 1 + lookahead_frames * frame_step)"
     )
+    bundled = sorted(f.name for f in data_path("").glob(f"{DEFAULT_MODEL_NAME}*"))
+    print(f"bundled models in {data_path('')}: {', '.join(bundled) or 'none'}")
     return 0
 
 

@@ -8,11 +8,11 @@ the bundled recording, whole file and per second, written by ``python -m tools.m
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from streamsep.offline import Separator
 from streamsep.params import load_params

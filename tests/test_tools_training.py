@@ -18,10 +18,12 @@ from tools.dataset import (
     Pool,
     active_frames,
     block_magnitudes,
+    block_spectra,
     make_mixture,
     manifest_entries,
     noise_gain_for_snr,
     prepare_audio,
+    psa_target,
     snr_db,
 )
 from tools.losses import l1_per_stem_numpy
@@ -266,3 +268,58 @@ def test_train_two_steps_resume_and_export(pool: Pool, tmp_path: Path) -> None:
     masks = model.predict(np.ones((16, 64, 1), np.float32))
     assert masks.shape == (2, 16, 64, 1)
     np.testing.assert_allclose(masks.sum(axis=0), 1.0, atol=1e-5)
+
+
+def test_psa_target_is_the_projection_on_the_mix_phase() -> None:
+    source = np.array([2 + 0j, 1j, -3 + 0j, 1 + 1j], np.complex64)
+    mix = np.array([1 + 0j, 1 + 0j, 2 + 0j, 0 + 0j], np.complex64)
+    # |S| cos(angle S - angle X): in phase, quadrature, opposite, silent mix.
+    np.testing.assert_allclose(psa_target(source, mix), [2.0, 0.0, -3.0, 0.0], atol=1e-6)
+
+
+def test_generator_psa_targets(pool: Pool) -> None:
+    params = _params()
+    x, y = BlockGenerator(pool, params, seed=1, batch_size=2, psa=True).batch(0)
+    x0, y0 = BlockGenerator(pool, params, seed=1, batch_size=2).batch(0)
+    np.testing.assert_array_equal(x, x0)  # the same mixtures
+    for stem in (ORCA_STEM, NOISE_STEM):
+        np.testing.assert_array_equal(y[stem], y0[stem])
+        assert y[f"{stem}:psa"].shape == y[stem].shape
+        assert np.all(y[f"{stem}:psa"] <= y[stem] + 1e-6)  # |S| cos <= |S|
+    # The two stems' projections add up to the mix magnitude (S_orca + S_noise = X).
+    np.testing.assert_allclose(y[f"{ORCA_STEM}:psa"] + y[f"{NOISE_STEM}:psa"], x, atol=1e-5)
+    assert np.abs(block_spectra(np.zeros(4096), params)).max() == 0
+
+
+@pytest.mark.tools
+def test_sdr_and_level_losses_match_numpy(rng: np.random.Generator) -> None:
+    pytest.importorskip("tensorflow", reason=_TF_REASON)
+    from tools.losses import SDR_FLOOR, l1_level_per_stem, sdr_per_stem
+
+    shape = (3, 4, 5, 1)
+    mix = np.abs(rng.standard_normal(shape)).astype(np.float32) * np.float32(
+        [[[[1]]], [[[10]]], [[[0.1]]]]
+    )
+    outs = [np.abs(rng.standard_normal(shape)).astype(np.float32) for _ in range(2)]
+    targets = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
+    got = [float(v) for v in sdr_per_stem(outs, targets, mix, 2.0)]
+    total = outs[0] ** 2 + outs[1] ** 2 + 1e-10
+    floor = SDR_FLOOR * np.sum(mix.astype(np.float64) ** 2, axis=(1, 2, 3))
+    for i in range(2):
+        est = (outs[i] ** 2 + 5e-11) / total * mix
+        err = np.sum((est - targets[i]) ** 2, axis=(1, 2, 3))
+        energy = np.sum(targets[i].astype(np.float64) ** 2, axis=(1, 2, 3))
+        assert got[i] == pytest.approx(
+            np.mean(10 * np.log10((err + floor) / (energy + floor))), abs=1e-3
+        )
+    # Perfect ratio masks reach the targets: the loss is the floor's, far below 0 dB.
+    perfect = [np.abs(t) for t in targets]
+    mix_p = perfect[0] + perfect[1]
+    best = [float(v) for v in sdr_per_stem(perfect, [np.abs(t) for t in targets], mix_p, 1.0)]
+    assert max(best) < -20  # 10 log10(floor / energy), about -25 dB here
+    # l1-level: every example weighs the same whatever its level.
+    level = [float(v) for v in l1_level_per_stem(outs, targets, mix)]
+    per_example = np.mean(np.abs(outs[0] - targets[0]), axis=(1, 2, 3)) / (
+        mix.mean(axis=(1, 2, 3)) + 1e-8
+    )
+    assert level[0] == pytest.approx(per_example.mean(), rel=1e-5)

@@ -211,3 +211,29 @@ def test_make_fixtures(tmp_path: Path) -> None:
         for output in outputs.values():
             assert output.shape == shape
             assert np.all(output >= 0.0) and np.all(output <= x * (1 + 1e-6))
+
+
+def test_log_input_norm_makes_masks_level_free_and_options_are_checked() -> None:
+    pytest.importorskip("tensorflow", reason=_REASON)
+    from streamsep.errors import ConfigError
+    from tools.export_tflite import randomize_weights
+    from tools.unet import build_unet
+
+    params = _params(input_norm="log", decoder_dropout=0.0)
+    model = build_unet(params)
+    assert "block_log_norm" in [layer.name for layer in model.layers]
+    assert not any("dropout" in layer.name for layer in model.layers)
+    randomize_weights(model, 5)
+    x = _block(params)
+    quiet = [np.asarray(o) / x for o in model(x, training=False)]
+    loud = [np.asarray(o) / (1000 * x) for o in model(1000 * x, training=False)]
+    for a, b in zip(quiet, loud, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # the same masks, 60 dB apart
+    spleeter = build_unet(_params())
+    assert sum("dropout" in layer.name for layer in spleeter.layers) == 6  # 3 per stem
+    for bad, message in (
+        ({"input_norm": "db"}, "input_norm must be one of"),
+        ({"decoder_dropout": 1.5}, "decoder_dropout must be in"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            build_unet(_params(**bad))

@@ -7,14 +7,17 @@ Usage::
         [--resume] [--seed S] [--batch-size B] [--lr 1e-3] [--loss l1] [--export-only]
 
 Recipe: :func:`tools.unet.build_unet` (Spleeter's U-Net, widths and activations from the
-params), Adam, the seed's loss (:mod:`tools.losses`: per stem the mean absolute difference of
-``mask * mix`` and the target magnitudes, summed over stems), batches from
+params), Adam, a loss from :mod:`tools.losses` (``--loss``: ``l1``, the seed's: per stem the mean
+absolute difference of ``mask * mix`` and the target magnitudes, summed over stems;
+``l1-level``: the same per example divided by its level; ``sdr``: negative spectral SDR of the
+ratio-masked output against phase-sensitive targets, the bundled model's), batches from
 :class:`tools.dataset.BlockGenerator` (train split, augmented) and a fixed validation set (val
 split, same recipe, not augmented, its own seed).
 
 Outputs under ``--out``: ``params.json``; ``log.jsonl`` (one JSON object per line:
 ``{"split": "train" | "val", "step", "loss", "loss_<stem>"..., "elapsed_s"}``; train losses are
-means over the last ``--log-every`` steps, validation losses over the whole validation set);
+means over the last ``--log-every`` steps, validation losses over the whole validation set:
+always the seed's L1, plus ``sdr_<stem>`` (spectral SDR in dB, higher is better) with ``sdr``);
 ``ckpt/last.weights.h5`` + ``ckpt/optimizer.npz`` + ``ckpt/state.json`` (``--resume`` continues
 from them with the same step counter; batch ``i`` depends only on ``(seed, i)``, so a resumed
 run sees the data an uninterrupted one would); ``export/<name>.tflite`` + ``.json`` at the end
@@ -107,12 +110,24 @@ class TrainSettings:
 
 
 def validation_batches(
-    data_dir: str | Path, params: ModelParams, seed: int, n_batches: int, batch_size: int
+    data_dir: str | Path,
+    params: ModelParams,
+    seed: int,
+    n_batches: int,
+    batch_size: int,
+    *,
+    psa: bool = False,
 ) -> list[Batch]:
-    """The fixed validation set: ``n_batches`` unaugmented batches of the val split."""
+    """The fixed validation set: ``n_batches`` unaugmented batches of the val split (with
+    phase-sensitive targets too if ``psa``; the magnitude targets are the same either way)."""
     pool = load_pool(data_dir, "val", params.sample_rate, params.frame_length)
     generator = BlockGenerator(
-        pool, params, seed=seed + VALIDATION_SEED_OFFSET, batch_size=batch_size, augment=False
+        pool,
+        params,
+        seed=seed + VALIDATION_SEED_OFFSET,
+        batch_size=batch_size,
+        augment=False,
+        psa=psa,
     )
     return [generator.batch(i) for i in range(n_batches)]
 
@@ -246,6 +261,12 @@ def train(
     def eval_step(x: Any, ys: list[Any]) -> list[Any]:
         return l1_per_stem(model(x, training=False), ys)
 
+    @tf.function
+    def eval_sdr_step(x: Any, ys: list[Any]) -> list[Any]:
+        return sdr_per_stem(model(x, training=False), ys, x, params.separation_exponent)
+
+    with_sdr = all(f"{s}:psa" in val_set[0][1] for s in stems) if val_set else False
+
     log_file = (out / "log.jsonl").open("a")
     started = time.perf_counter()
     summary: dict[str, Any] = {"first_train": None, "first_val": None}
@@ -253,9 +274,11 @@ def train(
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - started
 
-    def log(split: str, losses: np.ndarray) -> dict[str, Any]:
+    def log(split: str, losses: np.ndarray, sdr_losses: np.ndarray | None = None) -> dict[str, Any]:
         record = {"split": split, "step": step, "loss": float(losses.sum())}
         record.update({f"loss_{s}": float(v) for s, v in zip(stems, losses, strict=True)})
+        if sdr_losses is not None:
+            record.update({f"sdr_{s}": -float(v) for s, v in zip(stems, sdr_losses, strict=True)})
         record["elapsed_s"] = round(elapsed(), 2)
         log_file.write(json.dumps(record) + "\n")
         log_file.flush()
@@ -266,10 +289,20 @@ def train(
         return record
 
     def validate() -> dict[str, Any]:
+        """The seed's L1 per stem; with phase-sensitive targets also the spectral SDR (dB)."""
         values = [
             np.array([float(v) for v in eval_step(x, [y[s] for s in stems])]) for x, y in val_set
         ]
-        return log("val", np.mean(values, axis=0))
+        sdr = None
+        if with_sdr:
+            sdr = np.mean(
+                [
+                    [float(v) for v in eval_sdr_step(x, [y[f"{s}:psa"] for s in stems])]
+                    for x, y in val_set
+                ],
+                axis=0,
+            )
+        return log("val", np.mean(values, axis=0), sdr)
 
     def checkpoint() -> None:
         state = {
@@ -509,7 +542,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             val_set = [val_gen.batch(i) for i in range(args.val_batches)]
         else:
-            val_set = validation_batches(args.data, params, args.seed, args.val_batches, batch_size)
+            val_set = validation_batches(
+                args.data,
+                params,
+                args.seed,
+                args.val_batches,
+                batch_size,
+                psa=args.loss == "sdr",
+            )
     except StreamsepError as e:
         raise SystemExit(f"error: {e}") from None
     summary = train(params, generator, val_set, settings)

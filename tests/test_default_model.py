@@ -71,3 +71,20 @@ def test_int8_model_gives_the_documented_output(expected: dict) -> None:
     params, _ = default_model_paths()
     result = summarize(Separator(params, data_path(f"{DEFAULT_MODEL_NAME}_int8.tflite")), FIXTURE)
     _check(result, expected["int8"])
+
+
+def test_quick_start_command_separates_with_the_bundled_model(
+    tmp_path: Path, expected: dict
+) -> None:
+    """README's main command: ``streamsep separate <bundled recording> -o separated``."""
+    from streamsep.__main__ import main
+    from streamsep.audio import read_audio
+
+    assert main(["separate", str(FIXTURE), "-o", str(tmp_path)]) == 0
+    folder = tmp_path / FIXTURE.stem
+    for stem in ("orca_vocals", "noise"):
+        audio, rate = read_audio(folder / f"{stem}.wav")
+        assert rate == expected["sample_rate"]
+        level = 10 * np.log10(np.mean(np.square(audio, dtype=np.float64)) + 1e-20)
+        # The WAV holds the same stems (its 16/24-bit rounding only).
+        assert level == pytest.approx(expected["rms_db"][stem], abs=LEVEL_TOLERANCE_DB)

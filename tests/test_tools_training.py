@@ -323,3 +323,23 @@ def test_sdr_and_level_losses_match_numpy(rng: np.random.Generator) -> None:
         mix.mean(axis=(1, 2, 3)) + 1e-8
     )
     assert level[0] == pytest.approx(per_example.mean(), rel=1e-5)
+
+
+def test_edge_silence_blocks(pool: Pool) -> None:
+    params = _params()
+    plain = BlockGenerator(pool, params, seed=4, batch_size=4).batch(0)
+    again = BlockGenerator(pool, params, seed=4, batch_size=4, p_edge_silence=0.0).batch(0)
+    np.testing.assert_array_equal(plain[0], again[0])  # 0 draws nothing: old batches unchanged
+    x, y = BlockGenerator(pool, params, seed=4, batch_size=8, p_edge_silence=1.0, psa=True).batch(0)
+    frame_energy = x.sum(axis=(2, 3))  # (batch, T)
+    edged = 0
+    for b in range(x.shape[0]):
+        silent = frame_energy[b] == 0
+        assert not silent.all()
+        # Silent frames form one run from an edge (frames that straddle it are partly silent).
+        n = int(silent.sum())
+        assert silent[:n].all() or silent[len(silent) - n :].all()
+        edged += n > 0
+        for stem in (ORCA_STEM, NOISE_STEM):  # the targets are silent there too
+            assert np.all(y[stem][b][silent] == 0) and np.all(y[f"{stem}:psa"][b][silent] == 0)
+    assert edged >= 6  # all but blocks whose silent stretch is shorter than one STFT frame

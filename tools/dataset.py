@@ -489,6 +489,10 @@ class BlockGenerator:
     psa : bool
         Also give each stem's phase-sensitive target (:func:`psa_target`) under
         ``"<stem>:psa"``, for the ``sdr`` loss.
+    p_edge_silence : float
+        Probability of a block whose first or last 1..T-1 frames are digital silence in the
+        mix and every source, as the engine's blocks are at a stream's start and end and around
+        a gap filled with silence. 0 draws nothing extra from the generator.
     """
 
     def __init__(
@@ -503,6 +507,7 @@ class BlockGenerator:
         p_no_call: float = 0.1,
         augment: bool = True,
         psa: bool = False,
+        p_edge_silence: float = 0.0,
     ) -> None:
         if params.instrument_list != (ORCA_STEM, NOISE_STEM):
             raise ConfigError(
@@ -514,6 +519,7 @@ class BlockGenerator:
         self.pool, self.params, self.seed, self.batch_size = pool, params, seed, batch_size
         self.snr_range, self.level_range = snr_range, level_range
         self.p_no_call, self.augment, self.psa = p_no_call, augment, psa
+        self.p_edge_silence = p_edge_silence
         self.n_samples = block_samples(params)
 
     def example(self, rng: np.random.Generator) -> Batch:
@@ -530,9 +536,18 @@ class BlockGenerator:
             level_db=float(rng.uniform(*self.level_range)),
             with_call=bool(rng.random() >= self.p_no_call),
         )
-        mix = block_spectra(mixture.mix, self.params)
+        mix_wave, sources = mixture.mix, mixture.sources
+        if self.p_edge_silence > 0 and rng.random() < self.p_edge_silence:
+            n_silent = int(rng.integers(1, self.params.T)) * self.params.frame_step
+            silent = slice(0, n_silent) if rng.random() < 0.5 else slice(-n_silent, None)
+            mix_wave = mix_wave.copy()
+            mix_wave[silent] = 0.0
+            sources = {k: v.copy() for k, v in sources.items()}
+            for v in sources.values():
+                v[silent] = 0.0
+        mix = block_spectra(mix_wave, self.params)
         targets = {}
-        for stem, source in mixture.sources.items():
+        for stem, source in sources.items():
             spectra = block_spectra(source, self.params)
             targets[stem] = np.abs(spectra)
             if self.psa:

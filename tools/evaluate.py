@@ -558,6 +558,21 @@ def report(result: dict[str, Any]) -> str:
             f"| {name} | {info['realtime_factor']:.1f} | "
             f"{info['max_abs_offline_vs_streaming']:.2e} | {info['latency_samples']} |"
         )
+    lines += _headline(result)
+    if result.get("latency_curve"):
+        lines += [
+            "",
+            "## Latency curve (streaming, orca and noise SI-SDRi, all SNRs)",
+            "",
+            "| model | hop / lookahead frames | latency s | orca SI-SDRi dB | noise SI-SDRi dB |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {c['model']} | {c['hop_frames']} / {c['lookahead_frames']} | "
+            f"{c['latency_s']:.3f} | {_fmt(c[f'si_sdri_{ORCA_STEM}'])} | "
+            f"{_fmt(c[f'si_sdri_{NOISE_STEM}'])} |"
+            for c in result["latency_curve"]
+        ]
     if "labeled" in result:
         first = next(iter(result["labeled"].values()))
         lines += [
@@ -571,6 +586,39 @@ def report(result: dict[str, Any]) -> str:
         lines += [f"| {k} | {v['auc']:.3f} |" for k, v in result["labeled"].items()]
     lines += ["", f"Evaluation wall time: {result['seconds']:.0f} s ({cfg['machine']}).", ""]
     return "\n".join(lines)
+
+
+def _headline(result: dict[str, Any]) -> list[str]:
+    """Each model row against the full-band ceiling and the best noisereduce setting."""
+    summary, snrs = result["summary"], [f"{x:g}" for x in result["config"]["snrs"]]
+    baselines = [m for m in summary if m.startswith("noisereduce")]
+    if "irm-full" not in summary or not baselines:
+        return []
+    orca = {m: summary[m][ORCA_STEM] for m in summary}
+    best = max(baselines, key=lambda m: orca[m]["all"]["si_sdri"])
+    ceiling = orca["irm-full"]["all"]["si_sdri"]
+    lines = [
+        "",
+        f"## Orca stem against the full-band ideal ratio mask ({_fmt(ceiling)} dB) and the best "
+        f"noisereduce setting ({best})",
+        "",
+        "| method | SI-SDRi dB | % of full-band IRM | minus noisereduce, mean dB | "
+        + " | ".join(f"minus noisereduce @{x} dB" for x in snrs)
+        + " |",
+        "| --- " * (4 + len(snrs)) + "|",
+    ]
+    for method in summary:
+        if method.startswith(("irm-", "mix", "passthrough", "noisereduce")):
+            continue
+        value = orca[method]["all"]["si_sdri"]
+        per_snr = " | ".join(
+            f"{orca[method][x]['si_sdri'] - orca[best][x]['si_sdri']:+.2f}" for x in snrs
+        )
+        lines.append(
+            f"| {method} | {_fmt(value)} | {100 * value / ceiling:.0f} | "
+            f"{value - orca[best]['all']['si_sdri']:+.2f} | {per_snr} |"
+        )
+    return lines
 
 
 def _finite(value: Any) -> Any:

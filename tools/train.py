@@ -452,6 +452,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="l1 (Spleeter's), l1-level (per-example level-normalised) or sdr (negative "
         "spectral SDR of the ratio-masked output vs phase-sensitive targets); default l1",
     )
+    parser.add_argument(
+        "--edge-silence",
+        type=float,
+        default=0.0,
+        help="probability of a block starting or ending in digital silence, as at a stream's "
+        "start and end (0)",
+    )
     parser.add_argument("--snr-min", type=float, default=-10.0, help="input SNR, dB (-10)")
     parser.add_argument("--snr-max", type=float, default=10.0, help="input SNR, dB (10)")
     parser.add_argument("--val-batches", type=int, default=6, help="validation batches (6)")
@@ -506,6 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 batch_size=batch_size,
                 snr_range=(args.snr_min, args.snr_max),
                 psa=args.loss == "sdr",
+                p_edge_silence=args.edge_silence,
             )
         if args.export_only:
             for path in export_checkpoint(

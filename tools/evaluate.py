@@ -292,9 +292,12 @@ def evaluate(
     chunk: int = 1024,
     labeled: bool = True,
     lookaheads: Sequence[int] = (),
+    trim_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """Run every method on the mixtures (and labelled clips); return the results dict.
 
+    ``trim_seconds`` > 0 scores only ``[trim, n - trim]`` of every mixture (every method is still
+    run on the whole mixture): the middle of a stream, away from its start and end.
     ``lookaheads`` adds, per model, streaming rows ``<name> streaming L=<lookahead_frames>``
     (hop derived from the lookahead) and a ``latency_curve`` of mean SI-SDRi against latency.
     """
@@ -316,7 +319,9 @@ def evaluate(
             methods[runner.method_name(lookahead)] = runner.swept(lookahead)
     rows: list[dict[str, Any]] = []
     seconds_per_method = dict.fromkeys(["irm-F", "irm-full", *methods], 0.0)
+    trim = int(round(trim_seconds * rate))
     for index, (snr, mixture) in enumerate(mixtures):
+        keep = slice(trim, mixture.mix.shape[0] - trim)
         refs = {stem: _highpass(mixture.sources[stem], params) for stem in STEMS}
         scored_mix = _highpass(mixture.mix, params)
         outputs: dict[str, Estimates] = {}
@@ -336,7 +341,12 @@ def evaluate(
                     "index": index,
                     "snr_db": snr,
                     "method": name,
-                    "metrics": _score(outputs[name], refs, scored_mix, params),
+                    "metrics": _score(
+                        {k: v[keep] for k, v in outputs[name].items()},
+                        {k: v[keep] for k, v in refs.items()},
+                        scored_mix[keep],
+                        params,
+                    ),
                 }
             )
         _LOGGER.info("mixture %d/%d done", index + 1, len(mixtures))
@@ -353,6 +363,7 @@ def evaluate(
             "level_db": level_db,
             "chunk": chunk,
             "lookaheads": list(lookaheads),
+            "trim_seconds": trim_seconds,
             "machine": describe_machine(),
         },
         "mixtures": [{"index": i, "snr_db": s, **m.meta} for i, (s, m) in enumerate(mixtures)],
@@ -501,7 +512,13 @@ def report(result: dict[str, Any]) -> str:
         f"{n} mixtures ({cfg['n_per_snr']} per input SNR {', '.join(snrs)} dB) of "
         f"{cfg['seconds']:g} s "
         f"from the `{cfg['split']}` split, seed {cfg['seed']}, mix RMS {cfg['level_db']:g} dBFS, "
-        f"{cfg['params']['sample_rate']} Hz. Means over mixtures; SI-SDRi is over the mix; "
+        f"{cfg['params']['sample_rate']} Hz"
+        + (
+            f", scored without the first and last {cfg['trim_seconds']:g} s"
+            if cfg.get("trim_seconds")
+            else ""
+        )
+        + ". Means over mixtures; SI-SDRi is over the mix; "
         "`% IRM` is the mean SI-SDRi as a percentage of the band-limited ideal ratio mask's; "
         "± is the standard error of the mean over mixtures.",
         "",
@@ -655,6 +672,12 @@ def _build_parser() -> argparse.ArgumentParser:
         default=[],
         help="extra streaming rows per lookahead_frames, for the latency curve",
     )
+    parser.add_argument(
+        "--trim-seconds",
+        type=float,
+        default=0.0,
+        help="score only the mixtures' middle, without this many seconds at each end (0)",
+    )
     parser.add_argument("--no-labeled", action="store_true", help="skip the labelled clips")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
@@ -678,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chunk=args.chunk,
         labeled=not args.no_labeled,
         lookaheads=args.lookaheads,
+        trim_seconds=args.trim_seconds,
     )
     result["command"] = "python -m tools.evaluate " + " ".join(
         sys.argv[1:] if argv is None else argv

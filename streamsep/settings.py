@@ -19,7 +19,7 @@ class StreamSettings:
     """How overlapping model blocks are scheduled and combined.
 
     ``None`` means "the model's default": its params' ``stream`` section where it has one (the
-    bundled orca model: whole non-overlapping blocks), else derived from its ``T``:
+    bundled orca model: hop 64, lookahead 64), else derived from its ``T``:
     ``lookahead_frames = T // 2`` and ``hop_frames = min(T // 4, lookahead_frames + 1)``.
     """
 

@@ -237,3 +237,26 @@ def test_log_input_norm_makes_masks_level_free_and_options_are_checked() -> None
     ):
         with pytest.raises(ConfigError, match=message):
             build_unet(_params(**bad))
+
+
+def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow", reason=_REASON)
+    from tools.average_checkpoints import average
+    from tools.export_tflite import randomize_weights
+    from tools.train import WEIGHTS_FILE
+    from tools.unet import build_unet
+
+    params = _params(n_channels=1)
+    weights = []
+    for seed in (1, 2, 3):
+        model = build_unet(params)
+        randomize_weights(model, seed)
+        (tmp_path / f"c{seed}").mkdir()
+        model.save_weights(tmp_path / f"c{seed}" / WEIGHTS_FILE)
+        weights.append(model.get_weights())
+    path = average(params, [tmp_path / f"c{s}" for s in (1, 2, 3)], tmp_path / "avg")
+    averaged = build_unet(params)
+    averaged.load_weights(path)
+    for got, *parts in zip(averaged.get_weights(), *weights, strict=True):
+        np.testing.assert_allclose(got, np.mean(parts, axis=0), rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "avg" / "ckpt" / "sources.json").is_file()

@@ -527,10 +527,10 @@ def report(result: dict[str, Any]) -> str:
         lines += [
             f"## `{stem}` (all SNRs)",
             "",
-            "| method | SI-SDR dB | SI-SDRi dB | SDR dB | MAD | % IRM | "
-            + " | ".join(f"SI-SDRi @{s} dB" for s in snrs)
-            + " |",
-            "| --- " * (6 + len(snrs)) + "|",
+            *_table_header(
+                ["method", "SI-SDR dB", "SI-SDRi dB", "SDR dB", "MAD", "% IRM"]
+                + [f"SI-SDRi @{s} dB" for s in snrs]
+            ),
         ]
         for method, stems in summary.items():
             a = stems[stem]["all"]
@@ -605,6 +605,11 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _table_header(columns: Sequence[str]) -> list[str]:
+    """The two header lines of a Markdown table."""
+    return ["| " + " | ".join(columns) + " |", "| --- " * len(columns) + "|"]
+
+
 def _headline(result: dict[str, Any]) -> list[str]:
     """Each model row against the full-band ceiling and the best noisereduce setting."""
     summary, snrs = result["summary"], [f"{x:g}" for x in result["config"]["snrs"]]
@@ -619,10 +624,10 @@ def _headline(result: dict[str, Any]) -> list[str]:
         f"## Orca stem against the full-band ideal ratio mask ({_fmt(ceiling)} dB) and the best "
         f"noisereduce setting ({best})",
         "",
-        "| method | SI-SDRi dB | % of full-band IRM | minus noisereduce, mean dB | "
-        + " | ".join(f"minus noisereduce @{x} dB" for x in snrs)
-        + " |",
-        "| --- " * (4 + len(snrs)) + "|",
+        *_table_header(
+            ["method", "SI-SDRi dB", "% of full-band IRM", "minus noisereduce, mean dB"]
+            + [f"minus noisereduce @{x} dB" for x in snrs]
+        ),
     ]
     for method in summary:
         if method.startswith(("irm-", "mix", "passthrough", "noisereduce")):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .dataset import ORCA_STEM
+from .plot_spectrograms import save_png
 
 __all__ = ["plot", "main"]
 
@@ -69,10 +70,7 @@ def plot(result: dict[str, Any], out_path: Path) -> Path:
     ax.set_ylabel("orca SI-SDRi (dB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    return save_png(fig, out_path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

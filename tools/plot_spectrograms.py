@@ -16,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,7 +27,7 @@ from streamsep.highpass import HighPass
 from streamsep.offline import Separator
 from streamsep.spectral import stft
 
-__all__ = ["plot", "main"]
+__all__ = ["plot", "save_png", "main"]
 
 
 def _spectrogram_db(x: NDArray[np.float32], frame_length: int) -> NDArray[np.float64]:
@@ -100,6 +101,13 @@ def plot(
     np.atleast_1d(axes)[0].set_ylabel("frequency (kHz)")
     fig.colorbar(mesh, ax=axes, label="dB re max of mix", shrink=0.9)
     fig.suptitle(f"{input_path.name}  ({rate} Hz, model {params.sample_rate} Hz)")
+    return save_png(fig, out_path)
+
+
+def save_png(fig: Any, out_path: Path) -> Path:
+    """Write ``fig`` to ``out_path`` (folders created, 110 dpi) and close it."""
+    import matplotlib.pyplot as plt
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=110)
     plt.close(fig)

@@ -113,6 +113,18 @@ class ModelParams:
         for key, value in self.stream.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"params: stream.{key} must be an integer >= 0, got {value!r}")
+        hop, lookahead = self.stream.get("hop_frames"), self.stream.get("lookahead_frames")
+        if hop is not None and not 1 <= hop <= self.T:
+            raise ConfigError(f"params: stream.hop_frames must be in [1, T = {self.T}], got {hop}")
+        if lookahead is not None and lookahead > self.T - 1:
+            raise ConfigError(
+                f"params: stream.lookahead_frames must be <= T - 1 = {self.T - 1}, got {lookahead}"
+            )
+        if hop is not None and lookahead is not None and hop > lookahead + 1:
+            raise ConfigError(
+                f"params: stream.hop_frames must be <= lookahead_frames + 1 = {lookahead + 1}, "
+                f"got {hop}"
+            )
         if self.highpass_hz < 0 or self.highpass_hz >= self.sample_rate / 2:
             raise ConfigError(
                 f"params: highpass_hz must be in [0, {self.sample_rate / 2}), "

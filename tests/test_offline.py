@@ -100,6 +100,9 @@ def test_params_stream_section_sets_the_default_streaming(small_params: ModelPar
         ({"hop": 4}, "params: stream must be an object with keys"),
         ({"hop_frames": -1}, "params: stream.hop_frames must be an integer >= 0"),
         ([4], "params: stream must be an object"),
+        ({"hop_frames": T + 1}, "params: stream.hop_frames must be in"),
+        ({"lookahead_frames": T}, "params: stream.lookahead_frames must be <= T - 1"),
+        ({"hop_frames": 5, "lookahead_frames": 2}, "stream.hop_frames must be <= lookahead"),
     ):
         with pytest.raises(ConfigError, match=message):
             load_params({**small_params.to_dict(), "stream": bad})

@@ -17,6 +17,14 @@ Loss policy, in the order samples meet it:
 Either way the next message sent on the topic has ``FLAG_GAP`` and ``lost_samples`` = the
 samples absent before it, and its ``first_sample`` jumps by the same amount. The end-of-stream
 messages are the exception: they are retried for up to ``end_timeout_seconds``.
+
+After the end of stream the socket stays open, for at most ``end_timeout_seconds``, until every
+subscription that was open at the end has been withdrawn: by a disconnect, or by the
+acknowledgement a :class:`~streamsep.subscribe.Subscriber` sends when it has read the end of
+stream (it unsubscribes and resubscribes each topic; ``docs/protocol.md``). Closing at once is not
+safe: libzmq's ``LINGER`` does not hold back a close whose messages still sit in a slow
+subscriber's full receive queue, and those messages (the end of stream among them) are lost
+without trace (libzmq issue 4660).
 """
 
 from __future__ import annotations
@@ -74,7 +82,8 @@ class PublishSettings:
     status_seconds: float = 1.0
     """Interval of ``status`` messages in wall-clock seconds; 0 disables them."""
     end_timeout_seconds: float = 5.0
-    """How long the end-of-stream messages are retried, and sockets linger, seconds."""
+    """How long the end-of-stream messages are retried, and how long after them the socket
+    stays open for subscribers still reading, seconds."""
     server_secret_key_file: str | None = None
     """Server ``.key_secret`` file; with ``authorized_keys_dir`` it turns CURVE on."""
     authorized_keys_dir: str | None = None
@@ -215,7 +224,10 @@ class Publisher:
         self._lock = threading.Lock()
         self._counters = _Counters()
         self._subscribed = threading.Condition()
-        self._subscriptions = 0
+        self._subscriptions = 0  # subscribe messages seen
+        self._active_subscriptions = 0  # minus unsubscriptions (a subscriber leaving sends them)
+        self._open_at_end: int | None = None  # active subscriptions when the end was first sent
+        self._withdrawn_since_end = 0  # unsubscriptions since then
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._done = threading.Event()
@@ -353,6 +365,7 @@ class Publisher:
                 "queue_dropped_chunks": c.chunks_dropped,
                 "queue_dropped_samples": c.samples_dropped,
                 "subscriptions": self._subscriptions,
+                "active_subscriptions": self._active_subscriptions,
                 "topics": topics,
             }
 
@@ -367,7 +380,7 @@ class Publisher:
                 auth = self._keys.start_authenticator(context)
             sock = context.socket(zmq.XPUB)
             sock.setsockopt(zmq.XPUB_NODROP, 1)
-            sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+            sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # every subscribe and unsubscribe
             sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
             sock.setsockopt(zmq.LINGER, int(self.settings.end_timeout_seconds * 1000))
             if self.settings.sndbuf_bytes:
@@ -412,6 +425,7 @@ class Publisher:
                 continue
             if item is None:
                 self._finish(sock)
+                self._drain(sock)
                 return
             self._publish(sock, item)
 
@@ -425,7 +439,38 @@ class Publisher:
                 _LOGGER.debug("subscription to %r", message[1:])
                 with self._subscribed:
                     self._subscriptions += 1
+                    self._active_subscriptions += 1
                     self._subscribed.notify_all()
+            elif message[:1] == b"\x00":
+                _LOGGER.debug("unsubscription from %r", message[1:])
+                with self._subscribed:
+                    self._active_subscriptions -= 1
+                    self._withdrawn_since_end += 1
+
+    def _drain(self, sock: zmq.Socket[bytes]) -> None:
+        """Keep the socket open until every subscription open at the end is withdrawn, at
+        most ``end_timeout_seconds``, so that slow subscribers get what was sent (module doc)."""
+        deadline = time.monotonic() + self.settings.end_timeout_seconds
+        self._mark_end()
+        while not self._stop.is_set():
+            self._read_subscriptions(sock)
+            remaining = deadline - time.monotonic()
+            if self._unacknowledged() <= 0 or remaining <= 0:
+                break
+            sock.poll(int(min(remaining, _POLL_SECONDS) * 1000) + 1, zmq.POLLIN)
+        if (left := self._unacknowledged()) > 0:
+            _LOGGER.info("closing with %d subscriptions that did not acknowledge the end", left)
+
+    def _mark_end(self) -> None:
+        """Count the subscriptions open now, once: each owes an unsubscription."""
+        with self._subscribed:
+            if self._open_at_end is None:
+                self._open_at_end = self._active_subscriptions
+                self._withdrawn_since_end = 0
+
+    def _unacknowledged(self) -> int:
+        with self._subscribed:
+            return (self._open_at_end or 0) - self._withdrawn_since_end
 
     def _publish(self, sock: zmq.Socket[bytes], chunk: OutputChunk) -> None:
         # Silence-filled input is reported on the message holding its first sample.
@@ -453,6 +498,8 @@ class Publisher:
     ) -> None:
         if topic.ended:
             return
+        if end:
+            self._mark_end()
         n = samples.shape[0]
         lost = max(0, first_sample - topic.next_index)
         flags = proto.FLAG_STREAM_START if topic.sequence == 0 else 0

@@ -174,8 +174,10 @@ class Subscriber:
         if keys is not None:
             keys.apply(self._socket)
         prefixes = [proto.AUDIO_PREFIX] if self._wanted is None else sorted(self._wanted)
-        for prefix in [*prefixes, *sorted(self._json_topics)]:
-            self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self._prefixes = [p.encode() for p in [*prefixes, *sorted(self._json_topics)]]
+        for prefix in self._prefixes:
+            self._socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        self._acknowledged = False  # this stream's end
         self._socket.connect(endpoint)
 
     @property
@@ -222,7 +224,19 @@ class Subscriber:
             if topic.startswith(proto.AUDIO_PREFIX) and (
                 self._wanted is None or topic in self._wanted
             ):
-                return self._account(*proto.unpack_audio(frames))
+                chunk = self._account(*proto.unpack_audio(frames))
+                if chunk.end_of_stream and not self._acknowledged and self.ended:
+                    self._acknowledge_end()
+                return chunk
+
+    def _acknowledge_end(self) -> None:
+        """Tell the publisher this subscriber has read the end of stream, so that it may close
+        (it waits for that, ``docs/protocol.md``): unsubscribe and resubscribe every topic,
+        which keeps the subscription for a restarted stream."""
+        self._acknowledged = True
+        for prefix in self._prefixes:
+            self._socket.setsockopt(zmq.UNSUBSCRIBE, prefix)
+            self._socket.setsockopt(zmq.SUBSCRIBE, prefix)
 
     def __iter__(self) -> Iterator[Chunk | JsonMessage]:
         """Messages until :attr:`ended` (blocks while none come)."""
@@ -241,6 +255,7 @@ class Subscriber:
         if state is None or restarted:
             if restarted:
                 _LOGGER.warning("%s: the publisher restarted its stream", topic)
+            self._acknowledged = False
             state = self._topics[topic] = _TopicState(header.first_sample, header.sequence)
             missing = missing_messages = 0
             new_stream = True

@@ -86,6 +86,7 @@ class DaemonProcess:
     def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
         self.log_path = log
         self._log = log.open("w")
+        self._sigterm_at = 0.0
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamsep.daemon_cli", "run", "-c", str(config)],
             env=env,
@@ -106,10 +107,19 @@ class DaemonProcess:
 
     def terminate(self, timeout: float = 20.0) -> tuple[int, float]:
         """SIGTERM; returns (exit code, seconds to exit)."""
-        started = time.monotonic()
+        self.sigterm()
+        return self.wait_exit(timeout)
+
+    def sigterm(self) -> None:
+        """Send SIGTERM and return at once (read the end of stream, then :meth:`wait_exit`:
+        the publisher waits for subscribers to acknowledge the end)."""
+        self._sigterm_at = time.monotonic()
         self.process.send_signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout: float = 20.0) -> tuple[int, float]:
+        """Wait for the exit after :meth:`sigterm`; returns (exit code, seconds from SIGTERM)."""
         code = self.process.wait(timeout)
-        return code, time.monotonic() - started
+        return code, time.monotonic() - self._sigterm_at
 
     def close(self) -> None:
         if self.process.poll() is None:

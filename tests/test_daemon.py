@@ -117,8 +117,9 @@ def same_rate_run(jack_server: JackServer, tmp_path_factory: pytest.TempPathFact
         with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
             metrics = response.read().decode()
         status = request(control, {"cmd": "status"}, timeout=10)["status"]
-        code, seconds = daemon.terminate()
+        daemon.sigterm()
         collect(subscriber, chunks, lambda: subscriber.ended, 20, "the end of stream")
+        code, seconds = daemon.wait_exit()
         return Run(
             chunks=chunks,
             code=code,
@@ -332,8 +333,9 @@ def test_resampled_stems_correlate(jack_server: JackServer, tmp_path: Path) -> N
             60,
             "2.5 s of the signal",
         )
-        code, seconds = daemon.terminate()
+        daemon.sigterm()
         collect(subscriber, chunks, lambda: subscriber.ended, 20, "the end of stream")
+        code, seconds = daemon.wait_exit()
         log = daemon.log()
     finally:
         injector.close()
@@ -422,8 +424,9 @@ def test_survives_jack_restart(tmp_path: Path) -> None:
             "the counter after the restart",
         )
         assert daemon.process.poll() is None, daemon.log()
-        code, seconds = daemon.terminate()
+        daemon.sigterm()
         collect(subscriber, chunks, lambda: subscriber.ended, 20, "the end of stream")
+        code, seconds = daemon.wait_exit()
         log = daemon.log()
     finally:
         injector.close()

@@ -4,6 +4,7 @@ loss, CURVE admits only authorized clients, and refuses open binds without it.""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -341,6 +342,48 @@ def test_upstream_loss_sets_gap_with_filled_count_and_clipping_flag(ipc_endpoint
         assert [c.missing for c in chunks] == [0, 0, 0, 0]  # silence is in the stream
         assert [c.clipped for c in chunks] == [False, False, False, True]
         assert chunks[3].end_of_stream and h.sub.ended
+    finally:
+        h.close()
+
+
+def test_publisher_closes_once_every_subscriber_acknowledged_the_end(ipc_endpoint: str) -> None:
+    """After the end the socket stays open for subscribers still reading (libzmq drops what
+    sits in a full receive queue at close); a Subscriber acknowledges by itself, a raw SUB
+    socket by disconnecting."""
+    h = _Harness(ipc_endpoint, end_timeout_seconds=60, status_seconds=0)
+    context = zmq.Context()
+    raw = context.socket(zmq.SUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    try:
+        raw.subscribe(b"audio.b")
+        raw.connect(ipc_endpoint)
+        assert h.publisher.wait_for_subscribers(2, 10)
+        h.write(0, 100, end_of_stream=True)
+        h.publisher.close()
+        assert h.recv().end_of_stream and h.sub.ended  # the Subscriber acknowledges here
+        assert raw.poll(10_000) and raw.recv_multipart()  # the raw socket has its end too ...
+        assert not h.publisher.wait(1.0)  # ... but has not acknowledged: still open
+        assert h.publisher.stats()["active_subscriptions"] == 2  # acknowledged and resubscribed
+        raw.close()
+        assert h.publisher.wait(10)  # the disconnect withdrew the last one
+        assert h.publisher.stats()["active_subscriptions"] == 1
+    finally:
+        raw.close()
+        context.term()
+        h.close()
+
+
+def test_publisher_closes_after_end_timeout_without_acknowledgement(
+    ipc_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamsep.publish")
+    h = _Harness(ipc_endpoint, end_timeout_seconds=0.5, status_seconds=0)
+    try:
+        h.publisher.close()
+        assert h.publisher.wait(10)  # the Subscriber never read the end: closed at the timeout
+        assert "1 subscriptions that did not acknowledge the end" in caplog.text
+        end = h.recv()  # it was delivered all the same
+        assert end.end_of_stream and end.n_samples == 0
     finally:
         h.close()
 

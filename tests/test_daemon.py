@@ -214,6 +214,7 @@ def test_counter_arrives_exactly(same_rate_run: Run) -> None:
 def test_sigterm_drains_and_exits_zero(same_rate_run: Run) -> None:
     run = same_rate_run
     assert run.code == 0, run.log
+    print(f"\nSIGTERM to exit: {run.exit_seconds:.2f} s")
     assert run.exit_seconds < 5.0
     assert not unexpected_tracebacks(run.log), run.log
     captured = run.counts["samples_captured"]

@@ -260,11 +260,24 @@ def test_train_two_steps_resume_and_export(pool: Pool, tmp_path: Path) -> None:
     assert second["step"] == 3
     state = json.loads((out / "ckpt" / "state.json").read_text())
     assert state["step"] == 3
+    # A resumed run trains at the learning rate asked for now, not the checkpoint's.
+    third = train(
+        params, generator, val_set,
+        TrainSettings(steps=4, resume=True, learning_rate=1e-4, **common),
+    )  # fmt: skip
+    assert third["step"] == 4
+    saved = np.load(out / "ckpt" / "optimizer.npz")
+    scalars = [
+        float(saved[k]) for k in saved.files if saved[k].dtype == np.float32 and saved[k].ndim == 0
+    ]
+    assert any(np.isclose(v, 1e-4) for v in scalars) and not any(
+        np.isclose(v, 1e-3) for v in scalars
+    )
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3]
-    assert [r["step"] for r in records if r["split"] == "val"] == [0, 2, 3]
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
+    assert [r["step"] for r in records if r["split"] == "val"] == [0, 2, 3, 4]
     assert all(np.isfinite(r["loss"]) for r in records)
-    model = load_model(second["tflite"], params, 1)
+    model = load_model(third["tflite"], params, 1)
     masks = model.predict(np.ones((16, 64, 1), np.float32))
     assert masks.shape == (2, 16, 64, 1)
     np.testing.assert_allclose(masks.sum(axis=0), 1.0, atol=1e-5)

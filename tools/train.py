@@ -239,7 +239,11 @@ def train(
         if saved != {k: v for k, v in params.to_dict().items() if k not in runtime_only}:
             raise ConfigError("resume: params differ from the checkpoint's")
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
-        _LOGGER.info("resumed from %s at step %d", ckpt, step)
+        # The saved optimizer variables include its learning rate: the one asked for now wins.
+        optimizer.learning_rate.assign(settings.learning_rate)
+        _LOGGER.info(
+            "resumed from %s at step %d, learning rate %g", ckpt, step, settings.learning_rate
+        )
     params.save(out / "params.json")
 
     @tf.function

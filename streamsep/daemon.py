@@ -601,6 +601,10 @@ class Daemon:
         if pub is not None:
             depth.add(pub["queue_depth"], queue="publish_chunks")
             add("subscriptions", gauge, "Subscriptions seen.", pub["subscriptions"])
+            add(
+                "active_subscriptions", gauge, "Subscriptions open now.",
+                pub["active_subscriptions"],
+            )  # fmt: skip
         if self.archive is not None:
             depth.add(self.archive.queue_samples, queue="archive_samples")
         if p is not None:

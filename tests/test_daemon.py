@@ -279,6 +279,7 @@ def test_metrics_endpoint(same_rate_run: Run) -> None:
         assert name in values, f"{name} missing from:\n{text}"
     assert float(values["streamsep_samples_captured_total"]) > 48000
     assert values["streamsep_capture_up"] == "1"
+    assert values["streamsep_active_subscriptions"] == "1"  # the test's Subscriber ("audio.")
     assert 0 < float(values["streamsep_end_to_end_latency_seconds"]) < 2.0
 
 

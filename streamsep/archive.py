@@ -39,6 +39,7 @@ import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
 
+from .clock import Clock
 from .errors import ConfigError
 from .validate import check_bool, check_number, check_str, fail
 
@@ -187,7 +188,7 @@ class RawArchive:
         *,
         sample_rate: int,
         n_channels: int,
-        clock: Callable[[int], int],
+        clock: Clock,
         disk_free: Callable[[Path], int] | None = None,
     ) -> None:
         self.settings = settings

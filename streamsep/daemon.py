@@ -32,9 +32,10 @@ from numpy.typing import NDArray
 
 from . import __version__
 from .archive import RawArchive, check_directory
+from .clock import CaptureClock
 from .config import DaemonSettings
 from .control import ControlServer
-from .devicesource import CaptureClock, DeviceSource
+from .devicesource import DeviceSource
 from .hls import HlsSource
 from .metrics import Metric, MetricsServer
 from .offline import Separator

@@ -17,13 +17,12 @@ Losses, each carried to the ring as a gap (``ring.mark_gap``) at its place:
   flows again, marks ``(UTC of the new first sample - UTC the next sample was due) * rate``
   samples lost.
 
-:class:`CaptureClock` maps timeline indices to UTC from the ADC-time anchors the capture process
-sends (at the stream start, after overflows and after each reconnect).
+Its :attr:`DeviceSource.clock` (a :class:`~streamsep.clock.CaptureClock`) maps timeline indices
+to UTC from the ADC-time anchors the capture process sends.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import os
@@ -34,16 +33,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from . import captureproc as cap
 from .capture import CaptureSettings, DeviceInfo
+from .clock import CaptureClock
 from .errors import CaptureError
+from .ringbuffer import RingLike
 
-__all__ = ["CaptureClock", "CaptureStats", "DeviceSource", "RingLike"]
+__all__ = ["CaptureStats", "DeviceSource"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,72 +52,12 @@ _OPEN_TIMEOUT_SECONDS: Final = 20.0
 _POLL_SECONDS: Final = 0.05
 _STOP_DRAIN_SECONDS: Final = 3.0
 _KILL_WAIT_SECONDS: Final = 5.0
-_MAX_ANCHORS: Final = 4096
 _REPORT_SECONDS: Final = 10.0
 _READ_BYTES: Final = 1 << 16
 _CHILD_ENV_DROP: Final = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS")
 
 AudioTap = Callable[[int, NDArray[np.float32]], None]
 """``tap(index, samples)``: called on the capture thread with each block written to the ring."""
-
-
-class RingLike(Protocol):
-    """What a source needs of the pipeline ring (:class:`~streamsep.ringbuffer.RingBuffer`)."""
-
-    def write(self, block: NDArray[np.float32]) -> int: ...
-
-    def mark_gap(self, n_lost: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class CaptureClock:
-    """UTC nanoseconds of a timeline sample index, from ``(index, utc_ns)`` anchors.
-
-    ``clock(i) = utc_a + (i - index_a) * 1e9 / sample_rate`` with the latest anchor ``a`` at or
-    before ``i`` (the first anchor for earlier indices). Thread-safe: anchors are added on the
-    capture thread and read by the publisher and archive threads.
-    """
-
-    def __init__(self, sample_rate: int, start_ns: int | None = None) -> None:
-        self.sample_rate = sample_rate
-        self._lock = threading.Lock()
-        self._indices: list[int] = []
-        self._times: list[int] = []
-        if start_ns is not None:
-            self.add(0, start_ns)
-
-    def add(self, index: int, utc_ns: int) -> None:
-        """Anchor ``index`` at ``utc_ns``; indices must not decrease."""
-        with self._lock:
-            if self._indices and index < self._indices[-1]:
-                return
-            if self._indices and index == self._indices[-1]:
-                self._times[-1] = utc_ns
-                return
-            self._indices.append(index)
-            self._times.append(utc_ns)
-            if len(self._indices) > _MAX_ANCHORS:
-                del self._indices[: _MAX_ANCHORS // 2], self._times[: _MAX_ANCHORS // 2]
-
-    @property
-    def started(self) -> bool:
-        """Whether an anchor exists."""
-        return bool(self._indices)
-
-    def __call__(self, index: int) -> int:
-        with self._lock:
-            if not self._indices:
-                return time.time_ns()
-            k = max(0, bisect.bisect_right(self._indices, index) - 1)
-            base_index, base_ns = self._indices[k], self._times[k]
-        return base_ns + (index - base_index) * 1_000_000_000 // self.sample_rate
-
-    def scaled(self, sample_rate: int) -> Callable[[int], int]:
-        """The same clock for indices counted at ``sample_rate`` (e.g. the model rate)."""
-        if sample_rate == self.sample_rate:
-            return self
-        return lambda index: self(index * self.sample_rate // sample_rate)
 
 
 @dataclass

@@ -61,6 +61,7 @@ from .hlsplaylist import (
     UrlFetcher,
     parse_playlist,
 )
+from .ringbuffer import RingLike
 from .validate import check_int, check_number, check_str, fail
 
 __all__ = [
@@ -69,7 +70,6 @@ __all__ = [
     "HlsStats",
     "HlsSource",
     "Resolver",
-    "RingLike",
     "HlsError",
     "FetchError",
 ]
@@ -205,20 +205,6 @@ class Resolver(Protocol):
     def resolve(self) -> str:
         """The playlist URL. Raises :class:`HlsError` (or :class:`FetchError`)."""
         ...
-
-
-class RingLike(Protocol):
-    """What the source needs of the pipeline ring (:class:`~streamsep.ringbuffer.RingBuffer`)."""
-
-    n_channels: int
-
-    def write(self, block: NDArray[np.float32]) -> int: ...
-
-    def mark_gap(self, n_lost: int) -> None: ...
-
-    def wait_for_space(self, n: int, timeout: float | None = None) -> bool: ...
-
-    def close(self) -> None: ...
 
 
 class _FixedUrl:

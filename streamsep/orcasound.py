@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from .hls import HlsSettings, HlsSource, RingLike
+from .hls import HlsSettings, HlsSource
 from .hlsplaylist import Fetch, HlsError, UrlFetcher
+from .ringbuffer import RingLike
 from .validate import check_str, fail
 
 __all__ = [

@@ -42,6 +42,7 @@ import zmq
 from numpy.typing import NDArray
 
 from . import protocol as proto
+from .clock import Clock, SampleClock
 from .errors import ConfigError, StreamsepError
 from .levels import Calibration, LevelMeter
 from .security import CurveServerKeys, check_bind, load_server_keys
@@ -49,7 +50,7 @@ from .security import CurveServerKeys, check_bind, load_server_keys
 if TYPE_CHECKING:
     from .pipeline import OutputChunk
 
-__all__ = ["PublishSettings", "Publisher", "SampleClock"]
+__all__ = ["PublishSettings", "Publisher"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ _POLL_SECONDS: Final = 0.05
 _RETRY_SECONDS: Final = 0.01
 _START_TIMEOUT_SECONDS: Final = 10.0
 
-Clock = Callable[[int], int]
 """Maps a sample index (at the stream rate) to its capture time, UTC nanoseconds."""
 
 
@@ -128,18 +128,6 @@ class PublishSettings:
     def curve(self) -> bool:
         """Whether CURVE encryption and client authentication are on."""
         return self.server_secret_key_file is not None
-
-
-class SampleClock:
-    """Capture time of sample ``index``: ``start_ns + index * 1e9 / sample_rate`` (exact
-    integer arithmetic). ``start_ns`` is the UTC time of sample 0, nanoseconds."""
-
-    def __init__(self, sample_rate: int, start_ns: int | None = None) -> None:
-        self.sample_rate = sample_rate
-        self.start_ns = time.time_ns() if start_ns is None else start_ns
-
-    def __call__(self, index: int) -> int:
-        return self.start_ns + index * 1_000_000_000 // self.sample_rate
 
 
 @dataclass

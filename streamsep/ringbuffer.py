@@ -13,14 +13,28 @@ dropped just before ``samples[0]``, whose index is ``start_index``.
 from __future__ import annotations
 
 import threading
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["RingBuffer", "ReadResult"]
+__all__ = ["ReadResult", "RingBuffer", "RingLike"]
 
 _GAP_SLOTS: Final = 1024
+
+
+class RingLike(Protocol):
+    """What a source needs of the pipeline ring: a :class:`RingBuffer`, or a wrapper of one."""
+
+    n_channels: int
+
+    def write(self, block: NDArray[np.float32]) -> int: ...
+
+    def mark_gap(self, n_lost: int) -> None: ...
+
+    def wait_for_space(self, n: int, timeout: float | None = None) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class ReadResult(NamedTuple):

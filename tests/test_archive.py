@@ -13,7 +13,7 @@ import soundfile as sf
 
 from streamsep import archive as archive_module
 from streamsep.archive import ArchiveSettings, RawArchive, file_name
-from streamsep.devicesource import CaptureClock
+from streamsep.clock import CaptureClock
 from streamsep.errors import ConfigError
 
 from .jack import wait_for

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from streamsep.capture import CaptureSettings, format_devices
-from streamsep.devicesource import CaptureClock, DeviceSource
+from streamsep.clock import CaptureClock
+from streamsep.devicesource import DeviceSource
 from streamsep.errors import CaptureError, ConfigError
 from streamsep.ringbuffer import RingBuffer
 

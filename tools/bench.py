@@ -392,8 +392,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"Same {secs:.0f} s of audio (44.1 kHz stereo), same weights (`{c['checkpoint']}`, "
-            "the tiny checkpoint trained by `spleeter train` in `tools.spleeter_parity`, "
-            "converted by streamsep on load):",
+            "the tiny checkpoint that `python -m tools.spleeter_parity` trains with "
+            "`spleeter train`, not in the repository; converted by streamsep on load):",
             "",
             "| method | seconds (median) | RTF | x streamsep offline |",
             "| --- | --- | --- | --- |",

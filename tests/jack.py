@@ -129,8 +129,8 @@ class JackServer:
             self.process.wait(10)
 
     def pause(self, seconds: float) -> None:
-        """Freeze the server for ``seconds`` (SIGSTOP/SIGCONT): its clients see an xrun, the
-        frames of the pause are skipped, PortAudio flags an input overflow."""
+        """Freeze the server for ``seconds`` (SIGSTOP/SIGCONT): its clients see an xrun and
+        PortAudio flags an input overflow. The dummy driver skips no frames: it runs late."""
         assert self.process is not None
         self.process.send_signal(signal.SIGSTOP)
         try:
@@ -162,9 +162,10 @@ class Injector:
         self.client.set_process_callback(self._process)
 
     def _process(self, n: int) -> None:
-        # Indexed by JACK's frame time, like a real converter: frames the server skips in an
-        # xrun are missing from the signal too.
-        block = self._signal(self.client.last_frame_time, n)
+        # Indexed by the frames played. Not by JACK's last_frame_time: after a server stall it
+        # jitters by a period (measured: +2048 then +0 on two cycles), which would play one
+        # period twice; the dummy server skips no frames in a stall, so the count is exact.
+        block = self._signal(self.frames, n)
         for i, port in enumerate(self.ports):
             port.get_array()[:] = block[:, i]
         self.frames += n

@@ -397,7 +397,7 @@ def test_survives_jack_restart(tmp_path: Path) -> None:
             60,
             "the counter before the restart",
         )
-        server.pause(0.3)  # an xrun: PortAudio flags an input overflow, 0.3 s are missing
+        server.pause(0.3)  # an xrun: PortAudio flags an input overflow; the 0.3 s late are lost
         paused = len(chunks["mix"])
         collect(
             subscriber,

@@ -1,6 +1,6 @@
 """Sample clocks: the UTC time, in nanoseconds, of a timeline sample index.
 
-:class:`SampleClock` counts from one start time at the nominal rate (file and test sources).
+:class:`SampleClock` counts from one start time at the nominal rate (the publisher's default).
 :class:`CaptureClock` follows the ADC-time anchors a live capture sends (at the stream start,
 after overflows and after each reconnect), so a drifting or restarted device keeps true times.
 Both are called as ``clock(index) -> utc_ns``.
@@ -76,7 +76,7 @@ class CaptureClock:
             base_index, base_ns = self._indices[k], self._times[k]
         return base_ns + (index - base_index) * 1_000_000_000 // self.sample_rate
 
-    def scaled(self, sample_rate: int) -> Callable[[int], int]:
+    def scaled(self, sample_rate: int) -> Clock:
         """The same clock for indices counted at ``sample_rate`` (e.g. the model rate)."""
         if sample_rate == self.sample_rate:
             return self

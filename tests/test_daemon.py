@@ -442,7 +442,15 @@ def test_survives_jack_restart(tmp_path: Path) -> None:
     # and wherever the counter does not continue exactly a gap is flagged.
     counter = check_counter(chunks["mix"])
     for index, error in counter.breaks:
-        assert counter.near_flag(index), f"counter jumps by {error} at {index}, no gap flagged"
+        # After the SIGSTOP stall JACK can run the injector and PortAudio out of order for a
+        # cycle: PortAudio misses one period and gets the next one twice (seen in CI: -11264
+        # at the end of the filled gap, then -1024 one period later, with the injector's own
+        # output continuous). That is in the input, not a loss: one exact period back, within
+        # four periods of a flagged gap, is allowed.
+        replayed = error == -JACK_PERIOD and counter.near_flag(index, 4 * JACK_PERIOD)
+        assert counter.near_flag(index) or replayed, (
+            f"counter jumps by {error} at {index}, no gap flagged"
+        )
     for index, n in counter.fills:
         assert counter.near_flag(index), f"unflagged silence of {n} at {index}"
     overflow = sum(c.header.filled_samples for c in chunks["mix"][paused:killed_at] if c.gap)

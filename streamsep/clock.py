@@ -19,7 +19,7 @@ __all__ = ["CaptureClock", "Clock", "SampleClock"]
 _MAX_ANCHORS: Final = 4096
 
 Clock = Callable[[int], int]
-"""``clock(sample_index) -> UTC ns`` of capture."""
+"""``clock(sample_index) -> UTC ns``: the capture time of a sample index at the stream rate."""
 
 
 class SampleClock:

@@ -58,8 +58,6 @@ _POLL_SECONDS: Final = 0.05
 _RETRY_SECONDS: Final = 0.01
 _START_TIMEOUT_SECONDS: Final = 10.0
 
-"""Maps a sample index (at the stream rate) to its capture time, UTC nanoseconds."""
-
 
 @dataclass(frozen=True)
 class PublishSettings:

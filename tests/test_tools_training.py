@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamsep.errors import ConfigError
 from streamsep.params import ModelParams
 from tools.dataset import (
     NOISE_STEM,
@@ -161,6 +162,56 @@ def test_mixture_is_deterministic_and_noise_only_works(pool: Pool) -> None:
     assert chosen.meta["noises"][0]["path"] == "noise/n2.flac"
 
 
+def _peak_hz(x: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.shape[0])))
+    return float(np.argmax(spectrum) * RATE / x.shape[0])
+
+
+def test_noise_augment_changes_speed_and_direction() -> None:
+    """Augmented noise: a 1 kHz tone with a rising envelope comes back at 0.8-1.25 kHz, some
+    excerpts reversed (falling envelope), the same for the same seed; the default is untouched."""
+    n = 4 * RATE
+    t = np.arange(n) / RATE
+    audio = (np.sin(2 * np.pi * 1000 * t) * (t % 1.0)).astype(np.float32)  # 1 s ramps
+    clip = Clip("noise/tone.flac", "noise-ship", "noise/tone.flac", audio, np.ones(16, bool), FRAME)
+    tone_pool = Pool(RATE, [_call(np.random.default_rng(1), 0)], [clip])
+    n_out = RATE // 2
+    peaks, reversed_count = [], 0
+    for seed in range(40):
+        mix = make_mixture(
+            tone_pool, np.random.default_rng(seed), n_out, 0.0, with_call=False, noise_augment=True
+        )
+        noise = mix.sources[NOISE_STEM]
+        assert noise.shape == (n_out,) and np.isfinite(noise).all()
+        peaks.append(_peak_hz(noise))
+        envelope = np.abs(noise).reshape(-1, 100).max(axis=1)
+        # Inside one 1 s ramp the envelope rises; reversed it falls (one reset may intervene).
+        steps = np.diff(envelope)
+        reversed_count += int(np.sum(steps < 0) > np.sum(steps > 0))
+    assert 780 <= min(peaks) and max(peaks) <= 1270  # 1 kHz times 0.8 .. 1.25, FFT bins 16 Hz
+    assert max(peaks) - min(peaks) > 150  # the factor varies
+    assert 8 <= reversed_count <= 32  # about half of 40
+    again = make_mixture(
+        tone_pool, np.random.default_rng(3), n_out, 0.0, with_call=False, noise_augment=True
+    )
+    first = make_mixture(
+        tone_pool, np.random.default_rng(3), n_out, 0.0, with_call=False, noise_augment=True
+    )
+    np.testing.assert_array_equal(first.mix, again.mix)
+    plain = make_mixture(tone_pool, np.random.default_rng(3), n_out, 0.0, with_call=False)
+    assert _peak_hz(plain.sources[NOISE_STEM]) == pytest.approx(1000, abs=20)
+
+
+def test_call_resample_range_reaches_the_calls(pool: Pool) -> None:
+    factors = [
+        make_mixture(
+            pool, np.random.default_rng(seed), RATE, 0.0, augment=True, call_resample=(0.9, 0.92)
+        ).meta["calls"][0]["resample"]
+        for seed in range(10)
+    ]
+    assert all(0.9 <= f <= 0.92 for f in factors)
+
+
 def test_prepare_audio_removes_dc_and_resamples() -> None:
     rate = 16000
     t = np.arange(2 * rate) / rate
@@ -277,6 +328,33 @@ def test_train_two_steps_resume_and_export(pool: Pool, tmp_path: Path) -> None:
     assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
     assert [r["step"] for r in records if r["split"] == "val"] == [0, 2, 3, 4]
     assert all(np.isfinite(r["loss"]) for r in records)
+    # A new run can start from another run's weights (fresh optimizer, step 0) and keeps a
+    # copy of every --keep-every checkpoint.
+    weights = out / "ckpt" / "last.weights.h5"
+    fresh = tmp_path / "fresh"
+    settings = dict(common, out_dir=fresh, export=False)
+    started = train(
+        params, generator, val_set,
+        TrainSettings(steps=2, init_weights=weights, keep_every=1, **settings),
+    )  # fmt: skip
+    assert started["step"] == 2
+    assert sorted(p.name for p in fresh.glob("ckpt-*")) == ["ckpt-1", "ckpt-2"]
+    assert json.loads((fresh / "ckpt-1" / "state.json").read_text())["step"] == 1
+    from_scratch = train(
+        params, generator, val_set, TrainSettings(steps=0, **dict(settings, out_dir=tmp_path / "s"))
+    )
+    from_weights = train(
+        params, generator, val_set,
+        TrainSettings(steps=0, init_weights=weights, **dict(settings, out_dir=tmp_path / "w")),
+    )  # fmt: skip
+    # Validation at step 0 sees the loaded weights: equal to the end of the run they came from.
+    assert from_weights["first_val"]["loss"] == pytest.approx(third["last_val"]["loss"], rel=1e-5)
+    assert from_scratch["first_val"]["loss"] != pytest.approx(third["last_val"]["loss"], rel=1e-3)
+    with pytest.raises(ConfigError, match="init-weights"):
+        train(
+            params, generator, val_set,
+            TrainSettings(steps=1, init_weights=tmp_path / "missing.h5", **settings),
+        )  # fmt: skip
     model = load_model(third["tflite"], params, 1)
     masks = model.predict(np.ones((16, 64, 1), np.float32))
     assert masks.shape == (2, 16, 64, 1)

@@ -278,12 +278,28 @@ def _fade(x: NDArray[np.float32], n_fade: int) -> NDArray[np.float32]:
     return x
 
 
-def _noise_segment(clip: Clip, rng: np.random.Generator, n_samples: int) -> NDArray[np.float32]:
+def _noise_segment(
+    clip: Clip, rng: np.random.Generator, n_samples: int, *, augment: bool = False
+) -> NDArray[np.float32]:
+    """A random ``n_samples`` excerpt of ``clip`` (looped if shorter).
+
+    With ``augment``, played faster or slower by a factor of U(0.8, 1.25) (resampling: a ship's
+    engine and propeller at other speeds) and time-reversed with probability 0.5.
+    """
+    factor = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))) if augment else 1.0
+    n_in = int(np.ceil(n_samples * factor)) + 64 if augment else n_samples
     x = clip.audio
-    if x.shape[0] < n_samples:
-        x = np.tile(x, -(-n_samples // x.shape[0]) + 1)
-    start = int(rng.integers(0, x.shape[0] - n_samples + 1))
-    return x[start : start + n_samples]
+    if x.shape[0] < n_in:
+        x = np.tile(x, -(-n_in // x.shape[0]) + 1)
+    start = int(rng.integers(0, x.shape[0] - n_in + 1))
+    seg = x[start : start + n_in]
+    if not augment:
+        return seg
+    rate = 48000  # any rate: only the ratio matters
+    seg = np.asarray(soxr.resample(seg, rate * factor, rate), np.float32)[:n_samples]
+    if seg.shape[0] < n_samples:  # soxr's rounding: pad the last few samples by reflection
+        seg = np.pad(seg, (0, n_samples - seg.shape[0]), mode="reflect")
+    return np.ascontiguousarray(seg[::-1]) if rng.random() < 0.5 else seg
 
 
 def _place_call(
@@ -295,6 +311,7 @@ def _place_call(
     augment: bool,
     allow_partial: bool,
     sample_rate: int,
+    resample_range: tuple[float, float] = (0.97, 1.03),
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_], dict[str, Any]]:
     """A crop of ``clip`` around one of its active frames, placed in ``n_samples`` of silence."""
     active = np.repeat(clip.active, clip.frame_samples)[: clip.audio.shape[0]]
@@ -304,7 +321,7 @@ def _place_call(
     seg, seg_active = clip.audio[start : start + crop], active[start : start + crop]
     factor, gain_db, sign = 1.0, 0.0, 1.0
     if augment:
-        factor = float(rng.uniform(0.97, 1.03))  # pitch and duration together (resampling)
+        factor = float(rng.uniform(*resample_range))  # pitch and duration together
         seg = np.asarray(soxr.resample(seg, sample_rate, sample_rate * factor), np.float32)
         idx = np.minimum((np.arange(seg.shape[0]) / factor).astype(int), crop - 1)
         seg_active = seg_active[idx]
@@ -345,6 +362,8 @@ def make_mixture(
     level_db: float = -35.0,
     with_call: bool = True,
     noise_index: int | None = None,
+    noise_augment: bool = False,
+    call_resample: tuple[float, float] = (0.97, 1.03),
 ) -> Mixture:
     """One mixture of ``n_calls`` call crops (different files) in real noise at ``snr`` dB.
 
@@ -360,7 +379,7 @@ def make_mixture(
     crop_seconds : (float, float)
         Range of each call crop's duration.
     augment : bool
-        Resample calls by U(0.97, 1.03), gain U(-6, 6) dB and random polarity per call, and
+        Resample calls by U(``call_resample``), gain U(-6, 6) dB and random polarity per call, and
         add a second noise file (different, p = 0.3) at U(-10, 0) dB.
     allow_partial : bool
         Calls may be cut by the mixture edges (time shift), at most half of each.
@@ -370,6 +389,10 @@ def make_mixture(
         False gives noise only (orca reference all zeros, ``snr_db`` None).
     noise_index : int, optional
         Index in ``pool.noises`` of the noise file (default: drawn from ``rng``).
+    noise_augment : bool
+        Each noise excerpt sped up or slowed down by U(0.8, 1.25) and reversed with p = 0.5.
+    call_resample : (float, float)
+        With ``augment``, the range of the calls' resampling factor.
 
     Returns
     -------
@@ -380,10 +403,10 @@ def make_mixture(
     order = rng.permutation(len(pool.noises))
     if noise_index is not None:
         order = np.array([noise_index, *(i for i in order if i != noise_index)])
-    noise = _noise_segment(pool.noises[order[0]], rng, n_samples)
+    noise = _noise_segment(pool.noises[order[0]], rng, n_samples, augment=noise_augment)
     noises = [{"path": pool.noises[order[0]].path, "gain_db": 0.0}]
     if augment and len(order) > 1 and rng.random() < _SECOND_NOISE_P:
-        other = _noise_segment(pool.noises[order[1]], rng, n_samples)
+        other = _noise_segment(pool.noises[order[1]], rng, n_samples, augment=noise_augment)
         rel_db = float(rng.uniform(-10, 0))
         power = np.mean(noise**2) / max(float(np.mean(other**2)), 1e-20)
         noise = noise + other * np.float32(np.sqrt(power) * 10 ** (rel_db / 20))
@@ -405,6 +428,7 @@ def make_mixture(
                     augment=augment,
                     allow_partial=allow_partial,
                     sample_rate=rate,
+                    resample_range=call_resample,
                 )
                 orca += placed
                 active |= placed_active
@@ -493,6 +517,8 @@ class BlockGenerator:
         Probability of a block whose first or last 1..T-1 frames are digital silence in the
         mix and every source, as the engine's blocks are at a stream's start and end and around
         a gap filled with silence. 0 draws nothing extra from the generator.
+    noise_augment, call_resample
+        See :func:`make_mixture` (with ``augment``); the defaults draw nothing extra.
     """
 
     def __init__(
@@ -508,6 +534,8 @@ class BlockGenerator:
         augment: bool = True,
         psa: bool = False,
         p_edge_silence: float = 0.0,
+        noise_augment: bool = False,
+        call_resample: tuple[float, float] = (0.97, 1.03),
     ) -> None:
         if params.instrument_list != (ORCA_STEM, NOISE_STEM):
             raise ConfigError(
@@ -520,6 +548,8 @@ class BlockGenerator:
         self.snr_range, self.level_range = snr_range, level_range
         self.p_no_call, self.augment, self.psa = p_no_call, augment, psa
         self.p_edge_silence = p_edge_silence
+        self.noise_augment = noise_augment and augment
+        self.call_resample = call_resample
         self.n_samples = block_samples(params)
 
     def example(self, rng: np.random.Generator) -> Batch:
@@ -535,6 +565,8 @@ class BlockGenerator:
             allow_partial=True,
             level_db=float(rng.uniform(*self.level_range)),
             with_call=bool(rng.random() >= self.p_no_call),
+            noise_augment=self.noise_augment,
+            call_resample=self.call_resample,
         )
         mix_wave, sources = mixture.mix, mixture.sources
         if self.p_edge_silence > 0 and rng.random() < self.p_edge_silence:

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -91,6 +92,10 @@ class TrainSettings:
     """Steps between checkpoints (also at the end)."""
     resume: bool = False
     """Continue from ``out_dir/ckpt``."""
+    keep_every: int | None = None
+    """Also keep a copy of the checkpoint every this many steps, as ``out_dir/ckpt-<step>``."""
+    init_weights: Path | None = None
+    """Start from these weights (a ``.weights.h5`` of the same params) at step 0, fresh Adam."""
     export_name: str = "orca_unet"
     """File stem of the exported ``.tflite`` and params JSON."""
     precision: str = "float32"
@@ -230,6 +235,13 @@ def train(
     optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
     optimizer.build(model.trainable_variables)
     step, elapsed_before = 0, 0.0
+    if settings.init_weights is not None and settings.resume:
+        raise ConfigError("--init-weights starts a new run: not with --resume")
+    if settings.init_weights is not None:
+        if not settings.init_weights.is_file():
+            raise ConfigError(f"--init-weights: {settings.init_weights} not found")
+        model.load_weights(settings.init_weights)
+        _LOGGER.info("initial weights from %s", settings.init_weights)
     if settings.resume:
         if not (ckpt / STATE_FILE).is_file():
             raise ConfigError(f"nothing to resume: {ckpt / STATE_FILE} not found")
@@ -316,6 +328,11 @@ def train(
             "params": params.to_dict(),
         }
         _save_checkpoint(model, optimizer, ckpt, state)
+        if settings.keep_every and step % settings.keep_every == 0:
+            kept = out / f"ckpt-{step}"
+            kept.mkdir(exist_ok=True)
+            for name in (WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE):
+                shutil.copyfile(ckpt / name, kept / name)
 
     if step == 0:
         validate()
@@ -342,7 +359,9 @@ def train(
                 record = validate()
                 last_val_step = step
                 bar.write(f"step {step}: val loss {record['loss']:.4f}")
-            if step % settings.checkpoint_every == 0:
+            if step % settings.checkpoint_every == 0 or (
+                settings.keep_every and step % settings.keep_every == 0
+            ):
                 checkpoint()
     finally:
         bar.close()
@@ -463,12 +482,33 @@ def _build_parser() -> argparse.ArgumentParser:
         help="probability of a block starting or ending in digital silence, as at a stream's "
         "start and end (0)",
     )
+    parser.add_argument(
+        "--noise-augment",
+        action="store_true",
+        help="speed each noise excerpt up or down by 0.8-1.25x and reverse half of them",
+    )
+    parser.add_argument(
+        "--call-resample",
+        type=float,
+        nargs=2,
+        default=(0.97, 1.03),
+        metavar=("LO", "HI"),
+        help="range of the calls' resampling factor (0.97 1.03)",
+    )
+    parser.add_argument(
+        "--init-weights",
+        type=Path,
+        help="start from these weights (OUT/ckpt/last.weights.h5 of a run with the same params)",
+    )
     parser.add_argument("--snr-min", type=float, default=-10.0, help="input SNR, dB (-10)")
     parser.add_argument("--snr-max", type=float, default=10.0, help="input SNR, dB (10)")
     parser.add_argument("--val-batches", type=int, default=6, help="validation batches (6)")
     parser.add_argument("--log-every", type=int, default=10, help="steps per train log (10)")
     parser.add_argument("--eval-every", type=int, default=50, help="steps per validation (50)")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="steps (100)")
+    parser.add_argument(
+        "--keep-every", type=int, help="keep a copy of the checkpoint every N steps (OUT/ckpt-N)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads (2)")
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="float32", help="export precision (float32)"
@@ -501,6 +541,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         batch_size = args.batch_size or int(params.extra.get("batch_size", 8))
         learning_rate = args.lr or float(params.extra.get("learning_rate", 1e-3))
+        lo, hi = args.call_resample
+        if not 0 < lo <= hi:
+            raise ConfigError(f"--call-resample: need 0 < LO <= HI, got {lo} {hi}")
         generator: BlockGenerator
         if args.train_csv is not None:
             if args.loss == "sdr":
@@ -518,6 +561,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 snr_range=(args.snr_min, args.snr_max),
                 psa=args.loss == "sdr",
                 p_edge_silence=args.edge_silence,
+                noise_augment=args.noise_augment,
+                call_resample=tuple(args.call_resample),
             )
         if args.export_only:
             for path in export_checkpoint(
@@ -540,6 +585,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             eval_every=args.eval_every,
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
+            init_weights=args.init_weights,
+            keep_every=args.keep_every,
             export_name=args.name,
             precision=args.precision,
             progress=not args.no_progress,

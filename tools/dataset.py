@@ -53,6 +53,8 @@ from streamsep.errors import ConfigError
 from streamsep.params import ModelParams, load_params
 from streamsep.spectral import stft
 
+from .synthnoise import synthetic_noise
+
 __all__ = [
     "ACTIVE_THRESHOLD_DB",
     "ORCA_STEM",
@@ -364,6 +366,7 @@ def make_mixture(
     noise_index: int | None = None,
     noise_augment: bool = False,
     call_resample: tuple[float, float] = (0.97, 1.03),
+    p_synthetic: float = 0.0,
 ) -> Mixture:
     """One mixture of ``n_calls`` call crops (different files) in real noise at ``snr`` dB.
 
@@ -393,6 +396,9 @@ def make_mixture(
         Each noise excerpt sped up or slowed down by U(0.8, 1.25) and reversed with p = 0.5.
     call_resample : (float, float)
         With ``augment``, the range of the calls' resampling factor.
+    p_synthetic : float
+        Probability of adding one :mod:`tools.synthnoise` noise (kind uniform) to the noise at
+        U(-10, 0) dB relative to it, before the SNR is set; 0 draws nothing extra.
 
     Returns
     -------
@@ -411,6 +417,11 @@ def make_mixture(
         power = np.mean(noise**2) / max(float(np.mean(other**2)), 1e-20)
         noise = noise + other * np.float32(np.sqrt(power) * 10 ** (rel_db / 20))
         noises.append({"path": pool.noises[order[1]].path, "gain_db": rel_db})
+    if p_synthetic > 0 and rng.random() < p_synthetic:
+        synth, kind = synthetic_noise(rng, n_samples, rate)
+        rel_db = float(rng.uniform(-10, 0))
+        noise = noise + synth * np.float32(np.sqrt(np.mean(noise**2)) * 10 ** (rel_db / 20))
+        noises.append({"synthetic": kind, "gain_db": rel_db})
     orca = np.zeros(n_samples, np.float32)
     active = np.zeros(n_samples, bool)
     calls: list[dict[str, Any]] = []
@@ -517,7 +528,7 @@ class BlockGenerator:
         Probability of a block whose first or last 1..T-1 frames are digital silence in the
         mix and every source, as the engine's blocks are at a stream's start and end and around
         a gap filled with silence. 0 draws nothing extra from the generator.
-    noise_augment, call_resample
+    noise_augment, call_resample, p_synthetic
         See :func:`make_mixture` (with ``augment``); the defaults draw nothing extra.
     """
 
@@ -536,6 +547,7 @@ class BlockGenerator:
         p_edge_silence: float = 0.0,
         noise_augment: bool = False,
         call_resample: tuple[float, float] = (0.97, 1.03),
+        p_synthetic: float = 0.0,
     ) -> None:
         if params.instrument_list != (ORCA_STEM, NOISE_STEM):
             raise ConfigError(
@@ -550,6 +562,7 @@ class BlockGenerator:
         self.p_edge_silence = p_edge_silence
         self.noise_augment = noise_augment and augment
         self.call_resample = call_resample
+        self.p_synthetic = p_synthetic if augment else 0.0
         self.n_samples = block_samples(params)
 
     def example(self, rng: np.random.Generator) -> Batch:
@@ -567,6 +580,7 @@ class BlockGenerator:
             with_call=bool(rng.random() >= self.p_no_call),
             noise_augment=self.noise_augment,
             call_resample=self.call_resample,
+            p_synthetic=self.p_synthetic,
         )
         mix_wave, sources = mixture.mix, mixture.sources
         if self.p_edge_silence > 0 and rng.random() < self.p_edge_silence:

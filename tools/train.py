@@ -496,6 +496,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="range of the calls' resampling factor (0.97 1.03)",
     )
     parser.add_argument(
+        "--synthetic-noise",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability of adding a synthetic noise (rain, shrimp, hum, flow) to a block (0)",
+    )
+    parser.add_argument(
         "--init-weights",
         type=Path,
         help="start from these weights (OUT/ckpt/last.weights.h5 of a run with the same params)",
@@ -544,6 +551,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         lo, hi = args.call_resample
         if not 0 < lo <= hi:
             raise ConfigError(f"--call-resample: need 0 < LO <= HI, got {lo} {hi}")
+        if not 0 <= args.synthetic_noise <= 1:
+            raise ConfigError(
+                f"--synthetic-noise: need a probability in 0..1, got {args.synthetic_noise}"
+            )
         generator: BlockGenerator
         if args.train_csv is not None:
             if args.loss == "sdr":
@@ -563,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 p_edge_silence=args.edge_silence,
                 noise_augment=args.noise_augment,
                 call_resample=tuple(args.call_resample),
+                p_synthetic=args.synthetic_noise,
             )
         if args.export_only:
             for path in export_checkpoint(

@@ -46,3 +46,9 @@ def test_evaluate_rows_curve_trim_and_report() -> None:
     assert trimmed["summary"]["mix"]["orca_vocals"]["all"]["si_sdr"] != pytest.approx(
         summary["mix"]["orca_vocals"]["all"]["si_sdr"]
     )
+    # Synthetic noise (rain, shrimp, hum, flow) can be added to every mixture's noise.
+    noisy = evaluate(params, [model], DATA, p_synthetic=1.0, **kwargs)
+    assert all(any("synthetic" in n for n in m["noises"]) for m in noisy["mixtures"]), noisy[
+        "mixtures"
+    ]
+    assert "synthetic noise added with probability 1" in report(noisy)

@@ -225,6 +225,7 @@ def _mixtures(
     seed: int,
     seconds: float,
     level_db: float,
+    p_synthetic: float = 0.0,
 ) -> list[tuple[float, Mixture]]:
     pool = load_pool(data_dir, split, params.sample_rate, params.frame_length)
     n_samples = int(round(seconds * params.sample_rate))
@@ -240,6 +241,7 @@ def _mixtures(
                 n_calls=int(rng.integers(1, 4)),
                 level_db=level_db,
                 noise_index=(j + k) % len(pool.noises),
+                p_synthetic=p_synthetic,
             )
             out.append((float(snr), mixture))
     return out
@@ -293,8 +295,12 @@ def evaluate(
     labeled: bool = True,
     lookaheads: Sequence[int] = (),
     trim_seconds: float = 0.0,
+    p_synthetic: float = 0.0,
 ) -> dict[str, Any]:
     """Run every method on the mixtures (and labelled clips); return the results dict.
+
+    ``p_synthetic`` > 0 adds to each mixture's noise, with that probability, a synthetic noise
+    (:mod:`tools.synthnoise`: rain, shrimp, hum or flow) the validation recordings lack.
 
     ``trim_seconds`` > 0 scores only ``[trim, n - trim]`` of every mixture (every method is still
     run on the whole mixture): the middle of a stream, away from its start and end.
@@ -302,7 +308,9 @@ def evaluate(
     (hop derived from the lookahead) and a ``latency_curve`` of mean SI-SDRi against latency.
     """
     started = time.perf_counter()
-    mixtures = _mixtures(data_dir, split, params, snrs, n_per_snr, seed, seconds, level_db)
+    mixtures = _mixtures(
+        data_dir, split, params, snrs, n_per_snr, seed, seconds, level_db, p_synthetic
+    )
     rate = params.sample_rate
     runners = [_ModelRunner(Path(m), params, chunk, lookaheads) for m in models]
     methods: dict[str, Method] = {
@@ -361,6 +369,7 @@ def evaluate(
             "seed": seed,
             "seconds": seconds,
             "level_db": level_db,
+            "p_synthetic": p_synthetic,
             "chunk": chunk,
             "lookaheads": list(lookaheads),
             "trim_seconds": trim_seconds,
@@ -516,6 +525,11 @@ def report(result: dict[str, Any]) -> str:
         + (
             f", scored without the first and last {cfg['trim_seconds']:g} s"
             if cfg.get("trim_seconds")
+            else ""
+        )
+        + (
+            f", synthetic noise added with probability {cfg['p_synthetic']:g}"
+            if cfg.get("p_synthetic")
             else ""
         )
         + ". Means over mixtures; SI-SDRi is over the mix; "
@@ -683,6 +697,13 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="score only the mixtures' middle, without this many seconds at each end (0)",
     )
+    parser.add_argument(
+        "--synthetic-noise",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="add a synthetic noise (rain, shrimp, hum, flow) to each mixture with probability P",
+    )
     parser.add_argument("--no-labeled", action="store_true", help="skip the labelled clips")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
@@ -707,6 +728,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         labeled=not args.no_labeled,
         lookaheads=args.lookaheads,
         trim_seconds=args.trim_seconds,
+        p_synthetic=args.synthetic_noise,
     )
     result["command"] = "python -m tools.evaluate " + " ".join(
         sys.argv[1:] if argv is None else argv

@@ -434,3 +434,21 @@ def test_edge_silence_blocks(pool: Pool) -> None:
         for stem in (ORCA_STEM, NOISE_STEM):  # the targets are silent there too
             assert np.all(y[stem][b][silent] == 0) and np.all(y[f"{stem}:psa"][b][silent] == 0)
     assert edged >= 6  # all but blocks whose silent stretch is shorter than one STFT frame
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--keep-every", "0"], "--keep-every"),
+        (["--call-resample", "1.1", "0.9"], "--call-resample"),
+        (["--synthetic-noise", "1.5"], "--synthetic-noise"),
+    ],
+)
+def test_train_cli_names_bad_options(flags: list[str], message: str, tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow", reason=_TF_REASON)
+    from tools.train import main
+
+    params = ROOT / "configs" / "orca-unet.json"
+    with pytest.raises(SystemExit, match=message):
+        main(["--params", str(params), "--out", str(tmp_path / "run"), "--steps", "1", *flags])
+    assert not (tmp_path / "run").exists()

@@ -711,7 +711,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not 0 <= args.synthetic_noise <= 1:
+        parser.error(f"--synthetic-noise: need a probability in 0..1, got {args.synthetic_noise}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
     result = evaluate(

@@ -551,6 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lo, hi = args.call_resample
         if not 0 < lo <= hi:
             raise ConfigError(f"--call-resample: need 0 < LO <= HI, got {lo} {hi}")
+        if args.keep_every is not None and args.keep_every < 1:
+            raise ConfigError(f"--keep-every: need a step count >= 1, got {args.keep_every}")
         if not 0 <= args.synthetic_noise <= 1:
             raise ConfigError(
                 f"--synthetic-noise: need a probability in 0..1, got {args.synthetic_noise}"

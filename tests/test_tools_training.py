@@ -444,11 +444,15 @@ def test_edge_silence_blocks(pool: Pool) -> None:
         (["--synthetic-noise", "1.5"], "--synthetic-noise"),
     ],
 )
-def test_train_cli_names_bad_options(flags: list[str], message: str, tmp_path: Path) -> None:
+def test_train_cli_names_bad_options(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("tensorflow", reason=_TF_REASON)
     from tools.train import main
 
     params = ROOT / "configs" / "orca-unet.json"
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error, before TensorFlow starts
         main(["--params", str(params), "--out", str(tmp_path / "run"), "--steps", "1", *flags])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

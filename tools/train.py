@@ -529,7 +529,15 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the parser imports Keras
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    lo, hi = args.call_resample
+    if not 0 < lo <= hi:
+        parser.error(f"--call-resample: need 0 < LO <= HI, got {lo} {hi}")
+    if args.keep_every is not None and args.keep_every < 1:
+        parser.error(f"--keep-every: need a step count >= 1, got {args.keep_every}")
+    if not 0 <= args.synthetic_noise <= 1:
+        parser.error(f"--synthetic-noise: need a probability in 0..1, got {args.synthetic_noise}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import tensorflow as tf
 
@@ -548,15 +556,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         batch_size = args.batch_size or int(params.extra.get("batch_size", 8))
         learning_rate = args.lr or float(params.extra.get("learning_rate", 1e-3))
-        lo, hi = args.call_resample
-        if not 0 < lo <= hi:
-            raise ConfigError(f"--call-resample: need 0 < LO <= HI, got {lo} {hi}")
-        if args.keep_every is not None and args.keep_every < 1:
-            raise ConfigError(f"--keep-every: need a step count >= 1, got {args.keep_every}")
-        if not 0 <= args.synthetic_noise <= 1:
-            raise ConfigError(
-                f"--synthetic-noise: need a probability in 0..1, got {args.synthetic_noise}"
-            )
         generator: BlockGenerator
         if args.train_csv is not None:
             if args.loss == "sdr":

@@ -72,6 +72,7 @@ __all__ = [
     "manifest_entries",
     "load_pool",
     "make_mixture",
+    "probability",
     "block_magnitudes",
     "build",
     "main",
@@ -461,6 +462,17 @@ def make_mixture(
     }
     sources = {ORCA_STEM: orca, NOISE_STEM: noise}
     return Mixture(mix, sources, snr if with_call else None, active, meta)
+
+
+def probability(text: str) -> float:
+    """argparse type of a probability option (``--synthetic-noise P``): a float in 0..1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in 0..1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"need a probability in 0..1, got {text!r}")
+    return value
 
 
 def block_spectra(x: NDArray[np.floating], params: ModelParams) -> NDArray[np.complex64]:

@@ -54,7 +54,15 @@ from streamsep.spectral import apply_masks, istft, ratio_masks, stft
 from streamsep.streamer import BlockSeparator
 from tools.machine import describe_machine
 
-from .dataset import NOISE_STEM, ORCA_STEM, Mixture, load_pool, make_mixture, prepare_audio
+from .dataset import (
+    NOISE_STEM,
+    ORCA_STEM,
+    Mixture,
+    load_pool,
+    make_mixture,
+    prepare_audio,
+    probability,
+)
 from .metrics import band_energy_db, roc_auc, sdr, si_sdr, spectrogram_mad
 
 __all__ = ["evaluate", "ideal_ratio_mask", "labeled_auc", "main"]
@@ -699,7 +707,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--synthetic-noise",
-        type=float,
+        type=probability,
         default=0.0,
         metavar="P",
         help="add a synthetic noise (rain, shrimp, hum, flow) to each mixture with probability P",
@@ -711,10 +719,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    if not 0 <= args.synthetic_noise <= 1:
-        parser.error(f"--synthetic-noise: need a probability in 0..1, got {args.synthetic_noise}")
+    args = _build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
     result = evaluate(

@@ -52,6 +52,7 @@ from .dataset import (
     BlockGenerator,
     CsvBlockGenerator,
     load_pool,
+    probability,
 )
 from .losses import LOSSES, l1_level_per_stem, l1_per_stem, sdr_per_stem
 
@@ -497,7 +498,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--synthetic-noise",
-        type=float,
+        type=probability,
         default=0.0,
         metavar="P",
         help="probability of adding a synthetic noise (rain, shrimp, hum, flow) to a block (0)",
@@ -536,8 +537,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--call-resample: need 0 < LO <= HI, got {lo} {hi}")
     if args.keep_every is not None and args.keep_every < 1:
         parser.error(f"--keep-every: need a step count >= 1, got {args.keep_every}")
-    if not 0 <= args.synthetic_noise <= 1:
-        parser.error(f"--synthetic-noise: need a probability in 0..1, got {args.synthetic_noise}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import tensorflow as tf
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-from .errors import AudioFileError, CaptureError, ConfigError, ModelError, StreamsepError
-from .offline import Separator, separate
-from .params import ModelParams, load_params
-from .settings import ModelSettings, StreamSettings
-from .streamer import BlockSeparator
+from streamsep.engine.offline import Separator, separate
+from streamsep.engine.params import ModelParams, load_params
+from streamsep.engine.settings import ModelSettings, StreamSettings
+from streamsep.engine.streamer import BlockSeparator
+from streamsep.errors import AudioFileError, CaptureError, ConfigError, ModelError, StreamsepError
+from streamsep.version import __version__
 
 _LAZY = {
-    "Daemon": ("streamsep.daemon", "Daemon"),
-    "DaemonSettings": ("streamsep.config", "DaemonSettings"),
-    "load_config": ("streamsep.config", "load_config"),
-    "Pipeline": ("streamsep.pipeline", "Pipeline"),
-    "PublishSettings": ("streamsep.publish", "PublishSettings"),
-    "Publisher": ("streamsep.publish", "Publisher"),
-    "Subscriber": ("streamsep.subscribe", "Subscriber"),
+    "Daemon": ("streamsep.daemon.supervisor", "Daemon"),
+    "DaemonSettings": ("streamsep.daemon.config", "DaemonSettings"),
+    "load_config": ("streamsep.daemon.config", "load_config"),
+    "Pipeline": ("streamsep.engine.pipeline", "Pipeline"),
+    "PublishSettings": ("streamsep.net.publish", "PublishSettings"),
+    "Publisher": ("streamsep.net.publish", "Publisher"),
+    "Subscriber": ("streamsep.net.subscribe", "Subscriber"),
 }
 
 
@@ -30,11 +29,6 @@ def __getattr__(name: str) -> object:
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'streamsep' has no attribute {name!r}")
 
-
-try:
-    __version__ = version("streamsep")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 __all__ = [
     "__version__",

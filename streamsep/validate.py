@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import ConfigError
+from streamsep.errors import ConfigError
 
 __all__ = [
     "show",

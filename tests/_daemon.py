@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from streamsep.subscribe import Chunk, JsonMessage, Subscriber
+from streamsep.net.subscribe import Chunk, JsonMessage, Subscriber
 
 from .jack import wait_for
 
@@ -81,14 +81,14 @@ def unexpected_tracebacks(stderr: str) -> list[str]:
 
 
 class DaemonProcess:
-    """``python -m streamsep.daemon_cli run -c CONFIG`` with stderr in a file."""
+    """``python -m streamsep.cli.daemon run -c CONFIG`` with stderr in a file."""
 
     def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
         self.log_path = log
         self._log = log.open("w")
         self._sigterm_at = 0.0
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamsep.daemon_cli", "run", "-c", str(config)],
+            [sys.executable, "-m", "streamsep.cli.daemon", "run", "-c", str(config)],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

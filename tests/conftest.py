@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamsep.audio import read_audio, resample
-from streamsep.params import ModelParams
+from streamsep.engine.audio import read_audio, resample
+from streamsep.engine.params import ModelParams
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"

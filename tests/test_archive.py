@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamsep import archive as archive_module
-from streamsep.archive import ArchiveSettings, RawArchive, file_name
-from streamsep.clock import CaptureClock
+from streamsep.daemon import archive as archive_module
+from streamsep.daemon.archive import ArchiveSettings, RawArchive, file_name
+from streamsep.engine.clock import CaptureClock
 from streamsep.errors import ConfigError
 
 from .jack import wait_for
@@ -105,7 +105,7 @@ def test_disk_guard_stops_and_resumes(
     archive.write(0, _counter(0, 100))
     wait_for(lambda: archive.stats.samples_written == 100, 10, "the first block written")
     free[0] = 4 * 2**20  # below min_free_mb: stop, loudly
-    with caplog.at_level(logging.ERROR, logger="streamsep.archive"):
+    with caplog.at_level(logging.ERROR, logger="streamsep.daemon.archive"):
         archive.write(100, _counter(100, 100))
         wait_for(lambda: archive.stats.stopped, 10, "the disk guard")
     assert "archive: STOPPED: only 4 MiB free" in caplog.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamsep.blocks import BlockScheduler, MaskCombiner, block_weights
+from streamsep.engine.blocks import BlockScheduler, MaskCombiner, block_weights
 
 T, F, N_BINS, C, S = 8, 4, 6, 1, 2
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamsep.capture import CaptureSettings, format_devices
-from streamsep.clock import CaptureClock
-from streamsep.devicesource import DeviceSource
+from streamsep.engine.clock import CaptureClock
+from streamsep.engine.ringbuffer import RingBuffer
 from streamsep.errors import CaptureError, ConfigError
-from streamsep.ringbuffer import RingBuffer
+from streamsep.sources.device.capture import CaptureSettings, format_devices
+from streamsep.sources.device.source import DeviceSource
 
 from .jack import JackServer, jack_server, wait_for
 
@@ -26,8 +26,8 @@ __all__ = ["jack_server"]  # a fixture
 
 def test_list_devices_through_portaudio_on_jack(jack_server: JackServer) -> None:
     for command in (
-        [sys.executable, "-m", "streamsep.capture", "--list-devices"],
-        [sys.executable, "-m", "streamsep.daemon_cli", "devices"],
+        [sys.executable, "-m", "streamsep.sources.device.capture", "--list-devices"],
+        [sys.executable, "-m", "streamsep.cli.daemon", "devices"],
     ):
         result = subprocess.run(
             command, capture_output=True, text=True, env=jack_server.env, timeout=60
@@ -41,7 +41,7 @@ def test_check_a_device_config(jack_server: JackServer, tmp_path: Path) -> None:
     config = tmp_path / "ok.toml"
     config.write_text('[source]\ndevice = "system"\nchannels = [2]\nsample_rate = 48000\n')
     result = subprocess.run(
-        [sys.executable, "-m", "streamsep.daemon_cli", "check", "-c", str(config)],
+        [sys.executable, "-m", "streamsep.cli.daemon", "check", "-c", str(config)],
         capture_output=True,
         text=True,
         env=jack_server.env,
@@ -86,13 +86,13 @@ def test_capture_clock() -> None:
     assert clock(-48000) == 0  # before the first anchor: extrapolated from it
 
 
-# A stand-in for `python -m streamsep.captureproc`: speaks the frame protocol, scripted
+# A stand-in for `python -m streamsep.sources.device.process`: speaks the frame protocol, scripted
 # per session through files in $FAKE_CAPTURE_DIR.
 _FAKE_CHILD = textwrap.dedent(
     """
     import os, sys, time
     import numpy as np
-    from streamsep import captureproc as cap
+    from streamsep.sources.device import process as cap
 
     folder = os.environ["FAKE_CAPTURE_DIR"]
     counter = os.path.join(folder, "sessions")
@@ -194,12 +194,17 @@ def test_capture_process_needs_no_stdout_for_logs() -> None:
     """The capture process keeps its frame pipe clean: a bad settings argument is reported
     as an ERROR frame, not as text on stdout."""
     result = subprocess.run(
-        [sys.executable, "-m", "streamsep.captureproc", '{"device": null, "channels": [0]}'],
+        [
+            sys.executable,
+            "-m",
+            "streamsep.sources.device.process",
+            '{"device": null, "channels": [0]}',
+        ],
         capture_output=True,
         timeout=60,
         env=dict(os.environ, JACK_NO_START_SERVER="1"),
     )
-    from streamsep import captureproc as cap
+    from streamsep.sources.device import process as cap
 
     kind, n, a, _ = cap.FRAME.unpack_from(result.stdout)
     assert (kind, a, result.returncode) == (cap.ERROR, 1, 2)

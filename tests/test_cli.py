@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from streamsep.__main__ import main
+from streamsep.cli.main import main
 
 from .conftest import AUDIO
 
@@ -52,7 +52,7 @@ def test_unreadable_input_is_one_line_error(tmp_path: Path) -> None:
 
 
 def test_info_states_latency(capsys: object) -> None:
-    from streamsep.params import load_params
+    from streamsep.engine.params import load_params
     from streamsep.resources import default_model_paths
 
     params = load_params(default_model_paths()[0])  # the bundled model's, with -m passthrough

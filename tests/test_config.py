@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from streamsep.config import DaemonSettings, SourceSettings, load_config
-from streamsep.daemon_cli import main
+from streamsep.cli.daemon import main
+from streamsep.daemon.config import DaemonSettings, SourceSettings, load_config
 from streamsep.errors import ConfigError
-from streamsep.hls import HlsSettings
-from streamsep.orcasound import DEFAULT_BASE_URL, OrcasoundSettings
+from streamsep.sources.hls.follower import HlsSettings
+from streamsep.sources.hls.orcasound import DEFAULT_BASE_URL, OrcasoundSettings
 
 from .conftest import ROOT
 from .jack import JackServer, jack_server
@@ -120,7 +120,7 @@ def _write_fixture_files(folder: Path) -> None:
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streamsep.daemon_cli", *args],
+        [sys.executable, "-m", "streamsep.cli.daemon", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -10,12 +10,12 @@ import pytest
 import soundfile as sf
 import zmq
 
-from streamsep.control import ControlServer, ControlSettings, request
+from streamsep.cli.stream import FileStreamer
+from streamsep.engine.offline import Separator
 from streamsep.errors import StreamsepError
-from streamsep.offline import Separator
-from streamsep.publish import PublishSettings
-from streamsep.security import load_client_keys, make_keys
-from streamsep.streamfile import FileStreamer
+from streamsep.net.control import ControlServer, ControlSettings, request
+from streamsep.net.publish import PublishSettings
+from streamsep.net.security import load_client_keys, make_keys
 
 from ._net import free_tcp_endpoint, ipc_endpoint
 from .test_publish import SMALL_PARAMS

@@ -1,4 +1,4 @@
-"""streamsep.checkpoint and tools.convert_spleeter: Spleeter checkpoint directories.
+"""streamsep.engine.checkpoint and tools.convert_spleeter: Spleeter checkpoint directories.
 
 The checkpoints here are written in Spleeter's format from TensorFlow 2.21 with
 ``tf.compat.v1.train.Saver`` (variable names ``conv2d/kernel``..., the seed's file layout);
@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import streamsep.checkpoint as checkpoint
+import streamsep.engine.checkpoint as checkpoint
 from streamsep import Separator, StreamSettings
+from streamsep.engine.model import TFLiteModel, load_model
+from streamsep.engine.params import ModelParams, load_params
 from streamsep.errors import ConfigError, ModelError
-from streamsep.model import TFLiteModel, load_model
-from streamsep.params import ModelParams, load_params
 
 _REASON = "tools extra (TensorFlow) not installed"
 STEMS = ("orca_vocals", "noise")
@@ -227,7 +227,7 @@ def test_converter_cli_float16(seed_like: dict[str, Any], tmp_path: Path, capsys
 
 
 def ratio_from_keras(model: Any, x: np.ndarray, params: ModelParams) -> np.ndarray:
-    from streamsep.spectral import ratio_masks
+    from streamsep.engine.spectral import ratio_masks
 
     outputs = np.stack([np.asarray(o)[0] for o in model(x[None], training=False)])
     return ratio_masks(outputs, params.separation_exponent)
@@ -472,7 +472,7 @@ def test_seed_call_with_checkpoint_dir(
     directory = _copy_checkpoint(seed_like["checkpoint"], tmp_path / "2stems-finetune")
     rng = np.random.default_rng(0)
     waveform = (0.1 * rng.standard_normal((8000 + 321, 2))).astype(np.float32)
-    with caplog.at_level(logging.INFO, logger="streamsep.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="streamsep.engine.checkpoint"):
         separator = Separator(str(seed_like["params_path"]), str(directory) + "/")
     assert "converting Spleeter checkpoint" in caplog.text
     stems = separator.return_source_directory(waveform, 8000)
@@ -496,7 +496,7 @@ def test_cli_separate_with_checkpoint_dir(
     """``streamsep separate --params P --model DIR``."""
     import soundfile as sf
 
-    from streamsep.__main__ import main
+    from streamsep.cli.main import main
 
     directory = _copy_checkpoint(seed_like["checkpoint"], tmp_path / "ckpt")
     rng = np.random.default_rng(1)

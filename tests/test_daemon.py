@@ -23,14 +23,14 @@ import pytest
 import soundfile as sf
 from scipy import signal as sps
 
-from streamsep.config import DaemonSettings, load_config
-from streamsep.control import request
-from streamsep.daemon import Daemon, State
-from streamsep.metrics import Metric, MetricsServer, MetricsSettings, render
-from streamsep.outrate import OutputResampler
-from streamsep.pipeline import CollectSink, OutputChunk, PipelineStats
-from streamsep.sdnotify import Notifier
-from streamsep.subscribe import Chunk, Subscriber
+from streamsep.daemon.config import DaemonSettings, load_config
+from streamsep.daemon.metrics import Metric, MetricsServer, MetricsSettings, render
+from streamsep.daemon.sdnotify import Notifier
+from streamsep.daemon.supervisor import Daemon, State
+from streamsep.engine.outrate import OutputResampler
+from streamsep.engine.pipeline import CollectSink, OutputChunk, PipelineStats
+from streamsep.net.control import request
+from streamsep.net.subscribe import Chunk, Subscriber
 
 from ._daemon import (
     DaemonProcess,
@@ -576,7 +576,7 @@ def test_metrics_render_and_serve() -> None:
 
 def test_unexpected_tracebacks() -> None:
     logged = (
-        "2026-11-24 09:00:00,000 ERROR streamsep.pipeline: streamsep-worker failed\n"
+        "2026-11-24 09:00:00,000 ERROR streamsep.engine.pipeline: streamsep-worker failed\n"
         "Traceback (most recent call last):\n"
         '  File "x.py", line 1, in f\n'
         "ValueError: boom\n"

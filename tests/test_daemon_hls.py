@@ -1,4 +1,4 @@
-"""The daemon with an HLS source, end to end: ``python -m streamsep.daemon_cli run`` as a
+"""The daemon with an HLS source, end to end: ``python -m streamsep.cli.daemon run`` as a
 subprocess follows playlists served by a local HTTP server (127.0.0.1 only) from real Orcasound
 segments, and a ZeroMQ subscriber checks what it publishes: a growing live playlist arrives
 exactly as one continuous decode; an Orcasound node's missing segment, stall and restart become
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamsep.control import request
-from streamsep.subscribe import Chunk, Subscriber
+from streamsep.net.control import request
+from streamsep.net.subscribe import Chunk, Subscriber
 
 from ._daemon import DaemonProcess, toml_text, unexpected_tracebacks, write_params
 from ._net import free_tcp_endpoint

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import tomllib
 
-from streamsep.offline import Separator
-from streamsep.params import load_params
+from streamsep.engine.offline import Separator
+from streamsep.engine.params import load_params
 from streamsep.resources import DEFAULT_MODEL_NAME, data_path, default_model_paths
 from tools.model_summary import EXPECTED, FIXTURE, summarize
 
@@ -79,8 +79,8 @@ def test_quick_start_command_separates_with_the_bundled_model(
     tmp_path: Path, expected: dict
 ) -> None:
     """README's main command: ``streamsep separate <bundled recording> -o separated``."""
-    from streamsep.__main__ import main
-    from streamsep.audio import read_audio
+    from streamsep.cli.main import main
+    from streamsep.engine.audio import read_audio
 
     assert main(["separate", str(FIXTURE), "-o", str(tmp_path)]) == 0
     folder = tmp_path / FIXTURE.stem

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamsep.highpass import HighPass
+from streamsep.engine.highpass import HighPass
 
 
 def test_removes_dc_and_keeps_100hz_tone() -> None:

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamsep import protocol as proto
-from streamsep.__main__ import main
+from streamsep.cli.main import main
+from streamsep.cli.stream import FileStreamer
+from streamsep.engine.offline import Separator
 from streamsep.errors import ConfigError
-from streamsep.listen import ListenSettings, format_levels, listen
-from streamsep.offline import Separator
-from streamsep.publish import PublishSettings
-from streamsep.streamfile import FileStreamer
+from streamsep.net import protocol as proto
+from streamsep.net.listen import ListenSettings, format_levels, listen
+from streamsep.net.publish import PublishSettings
 
 from ._net import ScriptedPublisher, ipc_endpoint
 from .test_publish import SMALL_PARAMS
@@ -94,7 +94,7 @@ def test_listen_record_for_n_seconds_fills_gaps_with_silence(
     pub = ScriptedPublisher(ipc_endpoint)
     argv = ["listen", "--connect", ipc_endpoint, "--stem", "orca_vocals", "--record", str(path),
             "--seconds", "1", "--levels", "--idle-timeout", "20"]  # fmt: skip
-    caplog.set_level(logging.WARNING, logger="streamsep.listen")
+    caplog.set_level(logging.WARNING, logger="streamsep.net.listen")
     thread, result = _run_in_thread(main, argv)
     try:
         pub.wait_subscriptions(2)

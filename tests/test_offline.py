@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streamsep import ConfigError, ModelError, Separator, StreamSettings, load_params
-from streamsep.params import ModelParams
+from streamsep.engine.params import ModelParams
 
 from .conftest import ROOT
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamsep.model import PassthroughModel
-from streamsep.offline import Separator
-from streamsep.params import ModelParams
-from streamsep.pipeline import CollectSink, Pipeline
-from streamsep.settings import StreamSettings
-from streamsep.sources import FileSource
+from streamsep.engine.model import PassthroughModel
+from streamsep.engine.offline import Separator
+from streamsep.engine.params import ModelParams
+from streamsep.engine.pipeline import CollectSink, Pipeline
+from streamsep.engine.settings import StreamSettings
+from streamsep.sources.file import FileSource
 
 from .conftest import MODELS
 

@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from streamsep import protocol as proto
-from streamsep.levels import Calibration, LevelMeter
+from streamsep.net import protocol as proto
+from streamsep.net.levels import Calibration, LevelMeter
 
 
 def _header(**overrides: int) -> proto.AudioHeader:

@@ -20,16 +20,16 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from streamsep import protocol as proto
-from streamsep.__main__ import main
-from streamsep.control import ControlSettings
+from streamsep.cli.main import main
+from streamsep.cli.stream import FileStreamer
+from streamsep.engine.offline import Separator
+from streamsep.engine.pipeline import OutputChunk
 from streamsep.errors import ConfigError
-from streamsep.offline import Separator
-from streamsep.pipeline import OutputChunk
-from streamsep.publish import Publisher, PublishSettings
-from streamsep.security import make_keys
-from streamsep.streamfile import FileStreamer
-from streamsep.subscribe import Chunk, Subscriber
+from streamsep.net import protocol as proto
+from streamsep.net.control import ControlSettings
+from streamsep.net.publish import Publisher, PublishSettings
+from streamsep.net.security import make_keys
+from streamsep.net.subscribe import Chunk, Subscriber
 
 from ._net import free_tcp_endpoint, ipc_endpoint, spec_collect
 from .conftest import MODELS, ROOT
@@ -376,7 +376,7 @@ def test_publisher_closes_once_every_subscriber_acknowledged_the_end(ipc_endpoin
 def test_publisher_closes_after_end_timeout_without_acknowledgement(
     ipc_endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streamsep.publish")
+    caplog.set_level(logging.INFO, logger="streamsep.net.publish")
     h = _Harness(ipc_endpoint, end_timeout_seconds=0.5, status_seconds=0)
     try:
         h.publisher.close()

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from streamsep.ringbuffer import RingBuffer
+from streamsep.engine.ringbuffer import RingBuffer
 
 
 def _ramp(start: int, n: int, channels: int = 2) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamsep.errors import ConfigError
-from streamsep.security import (
+from streamsep.net.security import (
     check_bind,
     is_local_endpoint,
     load_client_keys,

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamsep import protocol as proto
+from streamsep.net import protocol as proto
+from streamsep.net.subscribe import Chunk
 from streamsep.resources import data_path
-from streamsep.subscribe import Chunk
 from tools import soak
 
 RATE = 48000

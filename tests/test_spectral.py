@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamsep import spectral
+from streamsep.engine import spectral
 
 
 @pytest.fixture(params=[(256, 64), (4096, 1024), (512, 256)], ids=lambda p: f"{p[0]}/{p[1]}")

@@ -18,9 +18,9 @@ import pytest
 import scipy.io.wavfile
 
 from streamsep import Separator
-from streamsep.model import load_model
-from streamsep.params import ModelParams, load_params
-from streamsep.spectral import ratio_masks, stft
+from streamsep.engine.model import load_model
+from streamsep.engine.params import ModelParams, load_params
+from streamsep.engine.spectral import ratio_masks, stft
 from tools import spleeter_parity
 from tools.spleeter_compare import (
     passes,

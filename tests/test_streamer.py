@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamsep.model import PassthroughModel
-from streamsep.params import ModelParams, load_params
+from streamsep.engine.model import PassthroughModel
+from streamsep.engine.params import ModelParams, load_params
+from streamsep.engine.settings import StreamSettings
+from streamsep.engine.streamer import BlockSeparator, latency_samples
 from streamsep.resources import data_path
-from streamsep.settings import StreamSettings
-from streamsep.streamer import BlockSeparator, latency_samples
 
 SETTINGS = [
     StreamSettings(),  # hop T/4, lookahead T/2
@@ -125,8 +125,8 @@ def test_wrong_channel_count_is_a_clear_error(small_params: ModelParams) -> None
 def test_exported_unet_streaming_equals_separator(
     name: str, stream: StreamSettings, rng: np.random.Generator
 ) -> None:
-    from streamsep.model import load_model
-    from streamsep.offline import Separator
+    from streamsep.engine.model import load_model
+    from streamsep.engine.offline import Separator
 
     from .conftest import MODELS
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamsep import protocol as proto
 from streamsep.errors import ConfigError
-from streamsep.subscribe import Chunk, JsonMessage, Subscriber
+from streamsep.net import protocol as proto
+from streamsep.net.subscribe import Chunk, JsonMessage, Subscriber
 
 from ._net import ScriptedPublisher, ipc_endpoint
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streamsep.params import load_params
+from streamsep.engine.params import load_params
 from streamsep.resources import DEFAULT_MODEL_NAME, data_path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamsep.params import ModelParams
+from streamsep.engine.params import ModelParams
 from tools.metrics import band_energy_db, magnitudes, roc_auc, sdr, si_sdr, spectrogram_mad
 
 

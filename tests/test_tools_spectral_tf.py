@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamsep import spectral
+from streamsep.engine import spectral
 
 pytestmark = pytest.mark.tools
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamsep.engine.params import ModelParams
 from streamsep.errors import ConfigError
-from streamsep.params import ModelParams
 from tools.dataset import (
     NOISE_STEM,
     ORCA_STEM,
@@ -297,7 +297,7 @@ def test_train_and_validation_share_no_source_file() -> None:
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
 def test_train_two_steps_resume_and_export(pool: Pool, tmp_path: Path) -> None:
     pytest.importorskip("tensorflow", reason=_TF_REASON)
-    from streamsep.model import load_model
+    from streamsep.engine.model import load_model
     from tools.train import TrainSettings, train
 
     params = _params()

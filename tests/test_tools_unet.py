@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamsep.params import ModelParams, load_params
+from streamsep.engine.params import ModelParams, load_params
 
 pytestmark = pytest.mark.tools
 

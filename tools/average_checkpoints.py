@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from streamsep.engine.params import ModelParams, load_params
 from streamsep.errors import ConfigError, StreamsepError
-from streamsep.params import ModelParams, load_params
 
 from .train import STATE_FILE, WEIGHTS_FILE
 

@@ -46,11 +46,11 @@ from typing import Any, Final
 
 import numpy as np
 
-from streamsep.audio import read_audio, resample
-from streamsep.offline import Separator
+from streamsep.engine.audio import read_audio, resample
+from streamsep.engine.offline import Separator
+from streamsep.engine.settings import StreamSettings
+from streamsep.engine.streamer import BlockSeparator
 from streamsep.resources import DEFAULT_MODEL_NAME, data_path, default_model_paths
-from streamsep.settings import StreamSettings
-from streamsep.streamer import BlockSeparator
 
 from . import soak
 from .machine import describe_machine

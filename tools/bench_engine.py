@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from streamsep.offline import Separator
-from streamsep.pipeline import CollectSink, Pipeline
+from streamsep.engine.offline import Separator
+from streamsep.engine.pipeline import CollectSink, Pipeline
+from streamsep.engine.streamer import BlockSeparator
 from streamsep.resources import data_path
-from streamsep.sources import FileSource
-from streamsep.streamer import BlockSeparator
+from streamsep.sources.file import FileSource
 from tools.machine import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ CLIP = ROOT / "tests" / "fixtures" / "audio" / "orca-autoencoder_someCalls.flac"
 
 def _audio(seconds: float, rate: int, channels: int) -> np.ndarray:
     data, file_rate = sf.read(str(CLIP), dtype="float32", always_2d=True)
-    from streamsep.audio import adapt_channels, resample
+    from streamsep.engine.audio import adapt_channels, resample
 
     data = resample(adapt_channels(data, channels), file_rate, rate)
     reps = int(np.ceil(seconds * rate / data.shape[0]))

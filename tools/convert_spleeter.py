@@ -34,9 +34,9 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
-from streamsep.checkpoint import find_checkpoint
+from streamsep.engine.checkpoint import find_checkpoint
+from streamsep.engine.params import ModelParams, load_params
 from streamsep.errors import ConfigError, ModelError, StreamsepError
-from streamsep.params import ModelParams, load_params
 
 from .export_tflite import PRECISIONS, export
 from .unet import build_unet, conv_n_filters, spleeter_variable_map

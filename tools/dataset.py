@@ -48,10 +48,10 @@ import soxr
 from numpy.typing import NDArray
 from scipy import signal
 
-from streamsep.audio import read_audio, write_audio
+from streamsep.engine.audio import read_audio, write_audio
+from streamsep.engine.params import ModelParams, load_params
+from streamsep.engine.spectral import stft
 from streamsep.errors import ConfigError
-from streamsep.params import ModelParams, load_params
-from streamsep.spectral import stft
 
 from .synthnoise import synthetic_noise
 
@@ -479,7 +479,7 @@ def block_spectra(x: NDArray[np.floating], params: ModelParams) -> NDArray[np.co
     """Complex STFT ``(T, F, n_channels)`` of the ``T`` frames lying wholly inside ``x``.
 
     ``x`` (n_samples,) must hold ``(T + frame_length / frame_step - 1) * frame_step`` samples;
-    Spleeter's STFT (:func:`streamsep.spectral.stft`) frames ``r .. r + T - 1`` with
+    Spleeter's STFT (:func:`streamsep.engine.spectral.stft`) frames ``r .. r + T - 1`` with
     ``r = frame_length / frame_step`` are the ones that see no padding.
     """
     ratio = params.frame_length // params.frame_step

@@ -44,14 +44,14 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from streamsep.audio import read_audio
-from streamsep.highpass import HighPass
-from streamsep.model import load_model
-from streamsep.offline import Separator
-from streamsep.params import ModelParams, load_params
-from streamsep.settings import StreamSettings
-from streamsep.spectral import apply_masks, istft, ratio_masks, stft
-from streamsep.streamer import BlockSeparator
+from streamsep.engine.audio import read_audio
+from streamsep.engine.highpass import HighPass
+from streamsep.engine.model import load_model
+from streamsep.engine.offline import Separator
+from streamsep.engine.params import ModelParams, load_params
+from streamsep.engine.settings import StreamSettings
+from streamsep.engine.spectral import apply_masks, istft, ratio_masks, stft
+from streamsep.engine.streamer import BlockSeparator
 from tools.machine import describe_machine
 
 from .dataset import (

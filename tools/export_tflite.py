@@ -33,8 +33,8 @@ import keras
 import numpy as np
 from numpy.typing import NDArray
 
+from streamsep.engine.params import ModelParams, load_params
 from streamsep.errors import StreamsepError
-from streamsep.params import ModelParams, load_params
 
 from .unet import build_unet, conv_n_filters
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from streamsep.params import ModelParams
+from streamsep.engine.params import ModelParams
 
 from .export_tflite import export, randomize_weights
 from .unet import build_unet

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from streamsep.params import ModelParams
-from streamsep.spectral import stft
+from streamsep.engine.params import ModelParams
+from streamsep.engine.spectral import stft
 
 __all__ = ["si_sdr", "sdr", "spectrogram_mad", "roc_auc", "band_energy_db", "magnitudes"]
 

@@ -22,8 +22,8 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from streamsep.audio import read_audio
-from streamsep.offline import Separator
+from streamsep.engine.audio import read_audio
+from streamsep.engine.offline import Separator
 from streamsep.resources import DEFAULT_MODEL_NAME, data_path, default_model_paths
 
 __all__ = ["FIXTURE", "EXPECTED", "summarize", "main"]

@@ -5,7 +5,7 @@ Usage::
     python -m tools.plot_spectrograms --params P.json --model M.tflite INPUT.flac -o out.png \\
         [--max-khz 16] [--seconds 30] [--dynamic-range-db 80]
 
-The input is separated with ``streamsep.offline.Separator`` (default ``StreamSettings``); the
+The input is separated with ``streamsep.engine.offline.Separator`` (default ``StreamSettings``); the
 three panels share one colour scale (dB re the loudest bin of the mix), computed with the
 model's STFT at the file's rate after the model's DC-blocking high-pass.
 """
@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from streamsep.audio import adapt_channels, read_audio
+from streamsep.engine.audio import adapt_channels, read_audio
+from streamsep.engine.highpass import HighPass
+from streamsep.engine.offline import Separator
+from streamsep.engine.spectral import stft
 from streamsep.errors import StreamsepError
-from streamsep.highpass import HighPass
-from streamsep.offline import Separator
-from streamsep.spectral import stft
 
 __all__ = ["plot", "save_png", "main"]
 

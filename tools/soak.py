@@ -17,7 +17,7 @@ What it does:
 3. Slow joiner: the daemon has no wait-for-subscribers option, so the subscriber connects
    *before* the daemon binds (ZeroMQ retries an ``ipc://`` connect every ``RECONNECT_IVL``, set
    to 2 ms here) and the run fails unless the first index on every topic is 0.
-4. A :class:`~streamsep.subscribe.Subscriber` checks every audio message on every topic: no
+4. A :class:`~streamsep.net.subscribe.Subscriber` checks every audio message on every topic: no
    index gap, no ``GAP`` flag, no sequence jump, first index 0, an end of stream, and the total
    received equal to the input length, to the daemon's ``samples_published`` and
    ``samples_captured`` (its ``stopped:`` log line) and to what its control ``status`` said.
@@ -56,12 +56,12 @@ import numpy as np
 import soundfile as sf
 import zmq
 
-from streamsep import protocol as proto
-from streamsep.audio import resample
-from streamsep.control import request
-from streamsep.params import load_params
+from streamsep.engine.audio import resample
+from streamsep.engine.params import load_params
+from streamsep.net import protocol as proto
+from streamsep.net.control import request
+from streamsep.net.subscribe import Chunk, Subscriber
 from streamsep.resources import default_model_paths
-from streamsep.subscribe import Chunk, Subscriber
 from tools.machine import describe_machine
 
 ROOT: Final = Path(__file__).resolve().parents[1]

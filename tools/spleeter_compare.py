@@ -69,7 +69,7 @@ def stage_report(
     """Compare spleeter's intermediate tensors with streamsep's, stage by stage."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from streamsep.spectral import ratio_masks, stft
+    from streamsep.engine.spectral import ratio_masks, stft
 
     report: dict[str, Any] = {}
     ours_stft = stft(clip, params.frame_length, params.frame_step)
@@ -139,8 +139,8 @@ def stream(model: Any, clip: NDArray[np.float32]) -> tuple[NDArray[np.float32], 
     Returns the stems with the latency removed, shape (n_stems, n_samples, n_channels), and
     the streaming configuration.
     """
-    from streamsep.settings import StreamSettings
-    from streamsep.streamer import BlockSeparator
+    from streamsep.engine.settings import StreamSettings
+    from streamsep.engine.streamer import BlockSeparator
 
     engine = BlockSeparator(model, StreamSettings())
     pieces = [
@@ -229,7 +229,7 @@ def compare_variant(
     import soundfile as sf
 
     from streamsep import Separator, StreamSettings
-    from streamsep.params import load_params
+    from streamsep.engine.params import load_params
     from tools.convert_spleeter import convert
 
     params = load_params(params_path)

@@ -186,7 +186,7 @@ def make_clip(seconds: float = CLIP_SECONDS) -> NDArray[np.float32]:
 
     Left and right come from two different recordings; peak 0.9.
     """
-    from streamsep.audio import read_audio, resample
+    from streamsep.engine.audio import read_audio, resample
 
     n = int(round(seconds * SAMPLE_RATE))
     channels = []
@@ -314,7 +314,7 @@ def run(work: Path, venv: Path, base_python: str) -> dict[str, Any]:
         work,
         "spleeter train",
     )
-    from streamsep.checkpoint import find_checkpoint
+    from streamsep.engine.checkpoint import find_checkpoint
     from streamsep.errors import ModelError
 
     try:  # spleeter's CLI exits 0 even when training failed

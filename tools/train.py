@@ -42,8 +42,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from streamsep.engine.params import ModelParams, load_params
 from streamsep.errors import ConfigError, StreamsepError
-from streamsep.params import ModelParams, load_params
 
 from .dataset import (
     NOISE_STEM,

@@ -23,8 +23,8 @@ from typing import Any, Final
 
 import keras
 
+from streamsep.engine.params import ModelParams
 from streamsep.errors import ConfigError
-from streamsep.params import ModelParams
 
 __all__ = [
     "DEFAULT_CONV_N_FILTERS",

@@ -1,0 +1,382 @@
+"""Daemon configuration: a TOML file validated into frozen dataclasses.
+
+Sections and the settings class each one becomes::
+
+    [source]   SourceSettings: kind = "device" (CaptureSettings keys), "file" (FileSettings keys),
+               "hls" (HlsSettings keys) or "orcasound" (OrcasoundSettings + HlsSettings keys)
+    [model]    ModelSettings      params, model, num_threads
+    [stream]   StreamSettings     hop_frames, lookahead_frames, window, segmentation
+    [publish]  PublishSettings    (its fields) + rate = "capture" | "model"
+    [control]  ControlSettings    enabled + (its fields)
+    [archive]  ArchiveSettings
+    [metrics]  MetricsSettings
+    [logging]  LoggingSettings
+
+Every section and key is optional; a missing one keeps its default. Unknown sections and keys,
+wrong types and bad values are errors of one line that name the file and the key, e.g.
+``config.toml: source.sample_rate must be a positive integer, got "fast"``.
+
+Relative paths (model files, the input file, key files, the archive folder) are relative to the
+folder of the config file, whatever the working directory; ``~`` is expanded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+import types
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final, Union, get_args, get_origin, get_type_hints
+
+from streamsep.daemon.archive import ArchiveSettings
+from streamsep.daemon.metrics import MetricsSettings
+from streamsep.engine.model import PASSTHROUGH
+from streamsep.engine.params import load_params
+from streamsep.engine.settings import ModelSettings, StreamSettings
+from streamsep.errors import ConfigError
+from streamsep.net.control import ControlSettings
+from streamsep.net.publish import PublishSettings
+from streamsep.sources.device.capture import CaptureSettings
+from streamsep.sources.hls.follower import HlsSettings
+from streamsep.sources.hls.orcasound import OrcasoundSettings
+from streamsep.validate import check_bool, check_choice, check_int, check_str, fail, show
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "SOURCE_KINDS",
+    "PUBLISH_RATES",
+    "LOG_LEVELS",
+    "FileSettings",
+    "SourceSettings",
+    "LoggingSettings",
+    "DaemonSettings",
+    "load_config",
+    "parse_config",
+]
+
+SOURCE_KINDS: Final = ("device", "file", "hls", "orcasound")
+PUBLISH_RATES: Final = ("capture", "model")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    """An audio file played as a live source (the ``[source]`` table with ``kind = "file"``)."""
+
+    path: str = ""
+    """WAV/FLAC file (relative paths: relative to the config file's folder)."""
+    realtime: bool = True
+    """Pace the file at its sample rate like a live device (else as fast as possible)."""
+    loops: int = 1
+    """Times to play it, >= 1; 0 plays it forever."""
+
+    def __post_init__(self) -> None:
+        check_str("source.path", self.path)
+        check_bool("source.realtime", self.realtime)
+        check_int("source.loops", self.loops, minimum=0)
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where the audio comes from."""
+
+    kind: str = "device"
+    """``device`` (a sound card through PortAudio), ``file``, ``hls`` (an HLS playlist URL) or
+    ``orcasound`` (an Orcasound node's current HLS stream)."""
+    device: CaptureSettings = field(default_factory=CaptureSettings)
+    """The device settings (used with ``kind = "device"``)."""
+    file: FileSettings | None = None
+    """The file settings (required with ``kind = "file"``)."""
+    hls: HlsSettings | None = None
+    """How the stream is followed (``kind = "hls"``: required, with ``url``; ``kind =
+    "orcasound"``: default settings when None)."""
+    orcasound: OrcasoundSettings | None = None
+    """Which node (``kind = "orcasound"``; the default node when None)."""
+
+    def __post_init__(self) -> None:
+        check_choice("source.kind", self.kind, SOURCE_KINDS)
+        if self.kind == "file" and self.file is None:
+            raise ConfigError('source.path is required with kind = "file"')
+        if self.kind == "hls" and (self.hls is None or not self.hls.url):
+            raise ConfigError('source.url is required with kind = "hls"')
+        if self.kind == "orcasound":  # frozen: fill the defaults in place, once
+            if self.hls is None:
+                object.__setattr__(self, "hls", HlsSettings())
+            if self.orcasound is None:
+                object.__setattr__(self, "orcasound", OrcasoundSettings())
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """The ``[logging]`` table."""
+
+    level: str = "info"
+    """``debug``, ``info``, ``warning`` or ``error``."""
+    timestamps: bool | None = None
+    """Prefix log lines with the time; unset: yes, except under systemd (the journal stamps
+    them)."""
+
+    def __post_init__(self) -> None:
+        check_choice("logging.level", self.level, LOG_LEVELS)
+        if self.timestamps is not None:
+            check_bool("logging.timestamps", self.timestamps)
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """Everything ``streamsep run`` needs, composed from the component settings."""
+
+    source: SourceSettings = field(default_factory=SourceSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    publish: PublishSettings = field(default_factory=PublishSettings)
+    publish_rate: str = "capture"
+    """Rate of the published stems: ``capture`` (the device's rate) or ``model``."""
+    control: ControlSettings | None = None
+    """The control endpoint, or None when disabled."""
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    config_path: str | None = None
+    """The file these settings came from (for messages)."""
+
+    def __post_init__(self) -> None:
+        check_choice("publish.rate", self.publish_rate, PUBLISH_RATES)
+
+
+# -- loading --------------------------------------------------------------------------------
+
+_DEVICE_KEYS: Final = tuple(f.name for f in fields(CaptureSettings))
+_FILE_KEYS: Final = tuple(f.name for f in fields(FileSettings))
+_HLS_KEYS: Final = tuple(f.name for f in fields(HlsSettings))
+_ORCASOUND_KEYS: Final = tuple(f.name for f in fields(OrcasoundSettings))
+# The [source] keys of each kind (sample_rate and channels are shared by device and HLS kinds
+# and mean the same: the rate and channel count written into the pipeline).
+_KIND_KEYS: Final = {
+    "device": _DEVICE_KEYS,
+    "file": _FILE_KEYS,
+    "hls": _HLS_KEYS,
+    "orcasound": tuple(k for k in _HLS_KEYS if k != "url") + _ORCASOUND_KEYS,
+}
+_SOURCE_KEYS: Final = tuple(dict.fromkeys(k for keys in _KIND_KEYS.values() for k in keys))
+_SECTIONS: Final = (
+    "source",
+    "model",
+    "stream",
+    "publish",
+    "control",
+    "archive",
+    "metrics",
+    "logging",
+)
+
+
+def load_config(path: str | Path | None) -> DaemonSettings:
+    """Read and validate a TOML config; None gives the defaults.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file and the key at fault.
+    """
+    if path is None:
+        return DaemonSettings()
+    name = str(path)
+    p = Path(path).expanduser()
+    try:
+        text = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: config file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read config file: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: config file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{name}: invalid TOML: {e}") from None
+    return parse_config(data, name=name, base_dir=p.resolve().parent)
+
+
+def parse_config(data: dict[str, Any], *, name: str, base_dir: Path) -> DaemonSettings:
+    """Validate parsed TOML ``data`` (see :func:`load_config`); ``name`` prefixes messages and
+    relative paths are resolved against ``base_dir``."""
+    try:
+        return _Parser(base_dir).parse(data, name)
+    except ConfigError as e:
+        raise ConfigError(f"{name}: {e}") from None
+
+
+class _Parser:
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+
+    def path(self, key: str, value: Any, *, must_exist: bool = True) -> str:
+        check_str(key, value)
+        p = Path(value).expanduser()
+        if not p.is_absolute():
+            p = self.base_dir / p
+        p = Path(os.path.normpath(p))
+        if must_exist and not p.exists():
+            raise ConfigError(f"{key}: no such file or folder: {p}")
+        return str(p)
+
+    def parse(self, data: dict[str, Any], name: str) -> DaemonSettings:
+        _no_unknown("", data, _SECTIONS)
+        tables = {}
+        for section in _SECTIONS:
+            table = data.get(section, {})
+            if not isinstance(table, dict):
+                raise fail(section, "a table", table)
+            tables[section] = table
+        publish = dict(tables["publish"])
+        rate = publish.pop("rate", "capture")
+        control = dict(tables["control"])
+        control_enabled = check_bool("control.enabled", control.pop("enabled", False))
+        return DaemonSettings(
+            source=self.source(tables["source"]),
+            model=self.model(tables["model"]),
+            stream=_build(StreamSettings, "stream", tables["stream"]),
+            publish=_build(PublishSettings, "publish", self.keys_paths("publish", publish)),
+            publish_rate=rate,
+            control=(
+                _build(ControlSettings, "control", self.keys_paths("control", control))
+                if control_enabled
+                else None
+            ),
+            archive=self.archive(tables["archive"]),
+            metrics=_build(MetricsSettings, "metrics", tables["metrics"], checked=True),
+            logging=_build(LoggingSettings, "logging", tables["logging"], checked=True),
+            config_path=name,
+        )
+
+    def source(self, table: dict[str, Any]) -> SourceSettings:
+        table = dict(table)
+        kind = check_choice("source.kind", table.pop("kind", "device"), SOURCE_KINDS)
+        _no_unknown("source", table, ("kind", *_SOURCE_KEYS))
+        for key in table:
+            if key not in _KIND_KEYS[kind]:
+                raise ConfigError(f'source.{key} does not apply to kind = "{kind}"')
+        if kind == "device":
+            device = _build(CaptureSettings, "source", table, checked=True)
+            return SourceSettings(kind, device=device)
+        if kind == "hls":
+            if "url" not in table:
+                raise ConfigError('source.url is required with kind = "hls"')
+            return SourceSettings(kind, hls=_build(HlsSettings, "source", table, checked=True))
+        if kind == "orcasound":
+            node = {k: table.pop(k) for k in _ORCASOUND_KEYS if k in table}
+            return SourceSettings(
+                kind,
+                hls=_build(HlsSettings, "source", table, checked=True),
+                orcasound=_build(OrcasoundSettings, "source", node, checked=True),
+            )
+        if "path" not in table:
+            raise ConfigError('source.path is required with kind = "file"')
+        table["path"] = self.path("source.path", table["path"])
+        return SourceSettings(kind, file=_build(FileSettings, "source", table, checked=True))
+
+    def model(self, table: dict[str, Any]) -> ModelSettings:
+        table = dict(table)
+        _no_unknown("model", table, tuple(f.name for f in fields(ModelSettings)))
+        if "params" in table:
+            table["params"] = self.path("model.params", table["params"])
+            try:
+                load_params(table["params"])
+            except ConfigError as e:
+                raise ConfigError(f"model.params: {e}") from None
+        if "model" in table and table["model"] != PASSTHROUGH:
+            table["model"] = self.path("model.model", table["model"])
+        return _build(ModelSettings, "model", table)
+
+    def keys_paths(self, section: str, table: dict[str, Any]) -> dict[str, Any]:
+        table = dict(table)
+        for key in ("server_secret_key_file", "authorized_keys_dir"):
+            if key in table:
+                table[key] = self.path(f"{section}.{key}", table[key])
+        return table
+
+    def archive(self, table: dict[str, Any]) -> ArchiveSettings:
+        table = dict(table)
+        if "directory" in table:
+            table["directory"] = self.path(
+                "archive.directory", table["directory"], must_exist=False
+            )
+        else:
+            table["directory"] = str(self.base_dir / ArchiveSettings.directory)
+        return _build(ArchiveSettings, "archive", table, checked=True)
+
+
+def _no_unknown(section: str, table: dict[str, Any], known: tuple[str, ...]) -> None:
+    for key in table:
+        if key not in known:
+            where = f"{section}.{key}" if section else f"[{key}]"
+            what = "key" if section else "section"
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+            raise ConfigError(f"unknown {what} {where}{hint}")
+
+
+def _build(cls: Any, section: str, table: dict[str, Any], *, checked: bool = False) -> Any:
+    """``cls(**table)`` after unknown-key and type checks (``checked``: ``cls`` checks its own
+    types with messages naming the key)."""
+    names = tuple(f.name for f in fields(cls) if f.init)
+    _no_unknown(section, table, names)
+    kwargs = dict(table)
+    if not checked:
+        hints = get_type_hints(cls)
+        for key, value in table.items():
+            kwargs[key] = _typed(f"{section}.{key}", value, hints[key])
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:  # a check the class does not do itself
+        raise ConfigError(f"{section}: {e}") from None
+
+
+def _typed(key: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the annotation ``hint`` (lists become tuples)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        for option in options:
+            try:
+                return _typed(key, value, option)
+            except ConfigError:
+                continue
+        raise fail(key, " or ".join(_describe(o) for o in options), value)
+    if origin is tuple:
+        (item,) = get_args(hint)[:1]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise fail(key, _describe(hint), value)
+        return tuple(_typed(key, v, item) for v in value)
+    if hint is bool:
+        return check_bool(key, value)
+    if hint is int:
+        return check_int(key, value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail(key, "a number", value)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise fail(key, "a string", value)
+        return value
+    return value
+
+
+def _describe(hint: Any) -> str:
+    if get_origin(hint) is tuple:
+        return f"a list of {_describe(get_args(hint)[0]).split(' ', 1)[1]}s"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, show(str(hint))
+    )

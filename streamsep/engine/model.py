@@ -1,0 +1,195 @@
+"""Mask models: a LiteRT (TFLite) U-Net, or the built-in ``passthrough`` diagnostic model.
+
+A model takes one block of magnitudes ``(T, F, n_channels)`` and returns Spleeter ratio masks
+``(n_stems, T, F, n_channels)``. The TFLite file holds the network only (input
+``(1, T, F, n_channels)``, one output spectrogram per stem, named ``<instrument>_spectrogram``);
+the ratio-mask formula is applied here, in float32, as Spleeter does.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streamsep.engine.params import ModelParams
+from streamsep.engine.spectral import ratio_masks
+from streamsep.errors import ModelError
+
+__all__ = ["MaskModel", "TFLiteModel", "PassthroughModel", "load_model", "PASSTHROUGH"]
+
+_LOGGER = logging.getLogger(__name__)
+
+PASSTHROUGH: Final = "passthrough"
+
+
+class MaskModel(Protocol):
+    """What the engine needs of a model. Instances are used from one thread at a time."""
+
+    params: ModelParams
+
+    def predict(self, spectrogram: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Ratio masks ``(n_stems, T, F, n_channels)`` for magnitudes ``(T, F, n_channels)``."""
+        ...
+
+    def close(self) -> None:
+        """Release the interpreter."""
+        ...
+
+
+class PassthroughModel:
+    """Diagnostic model: the first stem gets the whole mix, the others silence."""
+
+    def __init__(self, params: ModelParams) -> None:
+        self.params = params
+        shape = (params.n_stems, params.T, params.F, params.n_channels)
+        self._masks = np.zeros(shape, dtype=np.float32)
+        self._masks[0] = 1.0
+        self._masks.setflags(write=False)
+
+    def predict(self, spectrogram: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Constant masks: ones for stem 0, zeros for the rest."""
+        return self._masks
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"PassthroughModel(stems={list(self.params.instrument_list)})"
+
+
+def _interpreter_class() -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as litert_error:  # pragma: no cover - platform without LiteRT wheels
+        try:
+            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        except ImportError:
+            raise ImportError(
+                "ai-edge-litert (or tflite-runtime) must be installed to run .tflite models"
+            ) from litert_error
+    return Interpreter
+
+
+class TFLiteModel:
+    """A Spleeter-style U-Net in a ``.tflite`` file, run with LiteRT.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.tflite`` file.
+    params : ModelParams
+        The params it was exported with; tensor shapes must agree with them.
+    num_threads : int
+        LiteRT interpreter threads.
+
+    Raises
+    ------
+    ModelError
+        If the file is missing or unreadable, or its input or outputs disagree with ``params``.
+    """
+
+    def __init__(self, path: str | Path, params: ModelParams, num_threads: int = 1) -> None:
+        self.params = params
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"model file not found: {self.path}")
+        interpreter_class = _interpreter_class()
+        try:
+            self._interpreter = interpreter_class(
+                model_path=str(self.path), num_threads=num_threads
+            )
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"cannot load model {self.path}: {e}") from e
+        self._expected_shape = (1, params.T, params.F, params.n_channels)
+        self._runner, self._input_name, self._output_names = self._bind()
+        _LOGGER.info(
+            "loaded %s: input %s, stems %s, %d thread(s)",
+            self.path.name,
+            self._expected_shape,
+            list(params.instrument_list),
+            num_threads,
+        )
+
+    def _bind(self) -> tuple[Any, str, list[str]]:
+        """Map model outputs to stems by name; check shapes against the params."""
+        signatures = self._interpreter.get_signature_list()
+        if not signatures:
+            raise ModelError(f"model {self.path} has no signature; re-export it with tools")
+        key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+        runner = self._interpreter.get_signature_runner(key)
+        inputs = list(signatures[key]["inputs"])
+        if len(inputs) != 1:
+            raise ModelError(f"model {self.path}: expected 1 input, got {len(inputs)}: {inputs}")
+        in_shape = tuple(int(d) for d in runner.get_input_details()[inputs[0]]["shape"])
+        if in_shape != self._expected_shape:
+            raise ModelError(
+                f"model {self.path}: input shape {in_shape} disagrees with params "
+                f"(1, T, F, n_channels) = {self._expected_shape}"
+            )
+        available = list(signatures[key]["outputs"])
+        names = []
+        for instrument in self.params.instrument_list:
+            candidates = [f"{instrument}_spectrogram", instrument]
+            found = next((c for c in candidates if c in available), None)
+            if found is None:
+                raise ModelError(
+                    f"model {self.path}: no output for stem {instrument!r} "
+                    f"(outputs are {sorted(available)})"
+                )
+            names.append(found)
+        details = runner.get_output_details()
+        for name in names:
+            out_shape = tuple(int(d) for d in details[name]["shape"])
+            if out_shape != self._expected_shape:
+                raise ModelError(
+                    f"model {self.path}: output {name} has shape {out_shape}, "
+                    f"expected {self._expected_shape}"
+                )
+        return runner, inputs[0], names
+
+    def predict(self, spectrogram: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Ratio masks ``(n_stems, T, F, n_channels)`` for magnitudes ``(T, F, n_channels)``.
+
+        Called from the worker thread only.
+        """
+        if spectrogram.shape != self._expected_shape[1:]:
+            raise ModelError(
+                f"block shape {spectrogram.shape} disagrees with (T, F, n_channels) = "
+                f"{self._expected_shape[1:]}"
+            )
+        outputs = self._runner(**{self._input_name: spectrogram[None].astype(np.float32)})
+        stacked = np.stack([outputs[name][0] for name in self._output_names])
+        return ratio_masks(stacked, self.params.separation_exponent)
+
+    def close(self) -> None:
+        """Drop the interpreter."""
+        self._runner = None
+        self._interpreter = None
+
+    def __repr__(self) -> str:
+        return f"TFLiteModel({str(self.path)!r}, stems={list(self.params.instrument_list)})"
+
+
+def load_model(model: str | Path, params: ModelParams, num_threads: int = 1) -> MaskModel:
+    """Load ``passthrough`` or a ``.tflite`` file for ``params``.
+
+    Raises
+    ------
+    ModelError
+        If the model cannot be loaded or does not match ``params``.
+    """
+    if str(model) == PASSTHROUGH:
+        return PassthroughModel(params)
+    path = Path(model)
+    if path.is_dir():
+        raise ModelError(
+            f"{path} is a directory; load a Spleeter checkpoint directory with Separator "
+            "(converted once and cached) or convert it with tools/convert_spleeter.py"
+        )
+    if path.suffix != ".tflite":
+        raise ModelError(f"model must be a .tflite file or 'passthrough', got {path}")
+    return TFLiteModel(path, params, num_threads=num_threads)

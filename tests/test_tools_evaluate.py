@@ -20,7 +20,8 @@ pytestmark = [
 
 def test_evaluate_rows_curve_trim_and_report() -> None:
     pytest.importorskip("noisereduce", reason="tools extra (noisereduce) not installed")
-    from tools.evaluate import evaluate, report
+    from tools.evaluate.report import report
+    from tools.evaluate.run import evaluate
 
     params = load_params(data_path(f"{DEFAULT_MODEL_NAME}.json"))
     model = data_path(f"{DEFAULT_MODEL_NAME}.tflite")

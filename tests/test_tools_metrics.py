@@ -1,4 +1,4 @@
-"""tools.metrics: SI-SDR, SDR, spectrogram MAD, ROC AUC, band energy (NumPy only)."""
+"""tools.evaluate.metrics: SI-SDR, SDR, spectrogram MAD, ROC AUC, band energy (NumPy only)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streamsep.engine.params import ModelParams
-from tools.metrics import band_energy_db, magnitudes, roc_auc, sdr, si_sdr, spectrogram_mad
+from tools.evaluate.metrics import band_energy_db, magnitudes, roc_auc, sdr, si_sdr, spectrogram_mad
 
 
 def _orthogonal_pair(rng: np.random.Generator, n: int = 4000) -> tuple[np.ndarray, np.ndarray]:

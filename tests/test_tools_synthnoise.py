@@ -1,12 +1,12 @@
-"""tools.synthnoise: each synthetic noise has the spectrum and texture it is named for."""
+"""tools.dataset.synthnoise: each synthetic noise has the spectrum and texture it is named for."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tools.dataset import NOISE_STEM, Clip, Pool, make_mixture
-from tools.synthnoise import KINDS, synthetic_noise
+from tools.dataset.mixtures import NOISE_STEM, Clip, Pool, make_mixture
+from tools.dataset.synthnoise import KINDS, synthetic_noise
 
 RATE = 32000
 N = 2 * RATE

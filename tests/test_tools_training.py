@@ -1,4 +1,4 @@
-"""tools.dataset, tools.losses and tools.train: SNR mixing, generator, loss, splits, training."""
+"""tools.dataset, tools.train (losses, loop): SNR mixing, generator, loss, splits, training."""
 
 from __future__ import annotations
 
@@ -10,24 +10,21 @@ import pytest
 
 from streamsep.engine.params import ModelParams
 from streamsep.errors import ConfigError
-from tools.dataset import (
+from tools.dataset.blocks import BlockGenerator, block_magnitudes, block_spectra, psa_target
+from tools.dataset.mixtures import (
     NOISE_STEM,
     ORCA_STEM,
     SAME_RECORDING,
-    BlockGenerator,
     Clip,
     Pool,
     active_frames,
-    block_magnitudes,
-    block_spectra,
     make_mixture,
     manifest_entries,
     noise_gain_for_snr,
     prepare_audio,
-    psa_target,
     snr_db,
 )
-from tools.losses import l1_per_stem_numpy
+from tools.train.losses import l1_per_stem_numpy
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -261,7 +258,7 @@ def test_l1_loss_keras_matches_hand_computation() -> None:
     pytest.importorskip("tensorflow", reason=_TF_REASON)
     from keras import ops
 
-    from tools.losses import l1_per_stem
+    from tools.train.losses import l1_per_stem
 
     rng = np.random.default_rng(0)
     outputs = [rng.random((2, 4, 8, 1)).astype(np.float32) for _ in range(2)]
@@ -298,7 +295,7 @@ def test_train_and_validation_share_no_source_file() -> None:
 def test_train_two_steps_resume_and_export(pool: Pool, tmp_path: Path) -> None:
     pytest.importorskip("tensorflow", reason=_TF_REASON)
     from streamsep.engine.model import load_model
-    from tools.train import TrainSettings, train
+    from tools.train.loop import TrainSettings, train
 
     params = _params()
     generator = BlockGenerator(pool, params, seed=0, batch_size=2)
@@ -385,7 +382,7 @@ def test_generator_psa_targets(pool: Pool) -> None:
 @pytest.mark.tools
 def test_sdr_and_level_losses_match_numpy(rng: np.random.Generator) -> None:
     pytest.importorskip("tensorflow", reason=_TF_REASON)
-    from tools.losses import SDR_FLOOR, l1_level_per_stem, sdr_per_stem
+    from tools.train.losses import SDR_FLOOR, l1_level_per_stem, sdr_per_stem
 
     shape = (3, 4, 5, 1)
     mix = np.abs(rng.standard_normal(shape)).astype(np.float32) * np.float32(
@@ -448,7 +445,7 @@ def test_train_cli_names_bad_options(
     flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("tensorflow", reason=_TF_REASON)
-    from tools.train import main
+    from tools.train.__main__ import main
 
     params = ROOT / "configs" / "orca-unet.json"
     with pytest.raises(SystemExit) as exited:  # argparse's usage error, before TensorFlow starts

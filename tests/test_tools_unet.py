@@ -241,9 +241,9 @@ def test_log_input_norm_makes_masks_level_free_and_options_are_checked() -> None
 
 def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow", reason=_REASON)
-    from tools.average_checkpoints import average
     from tools.export_tflite import randomize_weights
-    from tools.train import WEIGHTS_FILE
+    from tools.train.average_checkpoints import average
+    from tools.train.loop import WEIGHTS_FILE
     from tools.unet import build_unet
 
     params = _params(n_channels=1)

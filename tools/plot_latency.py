@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .dataset import ORCA_STEM
+from tools.dataset.mixtures import ORCA_STEM
 from .plot_spectrograms import save_png
 
 __all__ = ["plot", "main"]

@@ -1,66 +1,29 @@
-"""Train a Spleeter U-Net on orca/noise mixtures made on the fly, and export it to TFLite.
-
-Usage::
-
-    python -m tools.train --params configs/orca-small.json --out runs/orca-small \\
-        (--minutes M | --steps N) [--data /work/shared/data | --train-csv CSV --val-csv CSV] \\
-        [--resume] [--seed S] [--batch-size B] [--lr 1e-3] [--loss l1] [--export-only]
-
-Recipe: :func:`tools.unet.build_unet` (Spleeter's U-Net, widths and activations from the
-params), Adam, a loss from :mod:`tools.losses` (``--loss``: ``l1``, the seed's: per stem the mean
-absolute difference of ``mask * mix`` and the target magnitudes, summed over stems;
-``l1-level``: the same per example divided by its level; ``sdr``: negative spectral SDR of the
-ratio-masked output against phase-sensitive targets, the bundled model's), batches from
-:class:`tools.dataset.BlockGenerator` (train split, augmented) and a fixed validation set (val
-split, same recipe, not augmented, its own seed).
-
-Outputs under ``--out``: ``params.json``; ``log.jsonl`` (one JSON object per line:
-``{"split": "train" | "val", "step", "loss", "loss_<stem>"..., "elapsed_s"}``; train losses are
-means over the last ``--log-every`` steps, validation losses over the whole validation set:
-always the seed's L1, plus ``sdr_<stem>`` (spectral SDR in dB, higher is better) with ``sdr``);
-``ckpt/last.weights.h5`` + ``ckpt/optimizer.npz`` + ``ckpt/state.json`` (``--resume`` continues
-from them with the same step counter; batch ``i`` depends only on ``(seed, i)``, so a resumed
-run sees the data an uninterrupted one would); ``export/<name>.tflite`` + ``.json`` at the end
-(``--export-only`` exports the last checkpoint).
-"""
+"""The training loop: settings, validation set, checkpoints, prefetching batches, export."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import queue
 import shutil
-import sys
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from streamsep.engine.params import ModelParams, load_params
-from streamsep.errors import ConfigError, StreamsepError
-
-from .dataset import (
-    NOISE_STEM,
-    ORCA_STEM,
-    Batch,
-    BlockGenerator,
-    CsvBlockGenerator,
-    load_pool,
-    probability,
-)
-from .losses import LOSSES, l1_level_per_stem, l1_per_stem, sdr_per_stem
-
-__all__ = ["TrainSettings", "train", "export_checkpoint", "validation_batches", "main"]
+from streamsep.engine.params import ModelParams
+from streamsep.errors import ConfigError
+from tools.dataset.blocks import Batch, BlockGenerator
+from tools.dataset.mixtures import load_pool
+from tools.train.losses import LOSSES, l1_level_per_stem, l1_per_stem, sdr_per_stem
 
 _LOGGER = logging.getLogger(__name__)
 
-ROOT: Final = Path(__file__).resolve().parents[1]
+ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_DATA: Final = ROOT.parent / "shared" / "data"
 VALIDATION_SEED_OFFSET: Final = 1_000_003
 """The validation set is drawn from ``seed + VALIDATION_SEED_OFFSET`` (never a train seed)."""
@@ -84,7 +47,7 @@ class TrainSettings:
     learning_rate: float = 1e-3
     """Adam learning rate."""
     loss: str = "l1"
-    """One of :data:`tools.losses.LOSSES`."""
+    """One of :data:`tools.train.losses.LOSSES`."""
     log_every: int = 10
     """Steps per train-loss line in ``log.jsonl``."""
     eval_every: int = 50
@@ -225,7 +188,7 @@ def train(
     import tensorflow as tf
     from tqdm import tqdm
 
-    from .unet import build_unet
+    from tools.unet import build_unet
 
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -410,8 +373,8 @@ def export_checkpoint(
     For ``int8`` the activations are calibrated on 64 mixture blocks of ``representative``
     (random blocks if None).
     """
-    from .export_tflite import export
-    from .unet import build_unet
+    from tools.export_tflite import export
+    from tools.unet import build_unet
 
     inference = build_unet(params)
     if model is not None:
@@ -433,200 +396,3 @@ def export_checkpoint(
         name=name,
         representative_data=blocks,
     )
-
-
-def _parse_filters(text: str) -> list[int]:
-    try:
-        return [int(f) for f in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    from .export_tflite import PRECISIONS  # imports Keras: only once the CLI runs
-
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.train", description="Train a Spleeter U-Net on orca mixtures."
-    )
-    parser.add_argument("--params", type=Path, required=True, help="Spleeter params JSON")
-    parser.add_argument("--out", type=Path, required=True, help="run folder, e.g. runs/NAME")
-    limit = parser.add_mutually_exclusive_group()
-    limit.add_argument("--minutes", type=float, help="training time limit in minutes")
-    limit.add_argument("--steps", type=int, help="total steps (across resumes)")
-    parser.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help=f"shared data (default {DEFAULT_DATA})"
-    )
-    parser.add_argument("--train-csv", type=Path, help="train on a built dataset's CSV instead")
-    parser.add_argument("--val-csv", type=Path, help="validate on a built dataset's CSV")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/ckpt")
-    parser.add_argument("--seed", type=int, default=3, help="seed (default 3)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: params or 8")
-    parser.add_argument(
-        "--lr", type=float, help="Adam learning rate (default: params learning_rate or 1e-3)"
-    )
-    parser.add_argument(
-        "--filters", type=_parse_filters, help="conv_n_filters override, e.g. 4,8,16,32,64,128"
-    )
-    parser.add_argument(
-        "--loss",
-        choices=LOSSES,
-        default="l1",
-        help="l1 (Spleeter's), l1-level (per-example level-normalised) or sdr (negative "
-        "spectral SDR of the ratio-masked output vs phase-sensitive targets); default l1",
-    )
-    parser.add_argument(
-        "--edge-silence",
-        type=float,
-        default=0.0,
-        help="probability of a block starting or ending in digital silence, as at a stream's "
-        "start and end (0)",
-    )
-    parser.add_argument(
-        "--noise-augment",
-        action="store_true",
-        help="speed each noise excerpt up or down by 0.8-1.25x and reverse half of them",
-    )
-    parser.add_argument(
-        "--call-resample",
-        type=float,
-        nargs=2,
-        default=(0.97, 1.03),
-        metavar=("LO", "HI"),
-        help="range of the calls' resampling factor (0.97 1.03)",
-    )
-    parser.add_argument(
-        "--synthetic-noise",
-        type=probability,
-        default=0.0,
-        metavar="P",
-        help="probability of adding a synthetic noise (rain, shrimp, hum, flow) to a block (0)",
-    )
-    parser.add_argument(
-        "--init-weights",
-        type=Path,
-        help="start from these weights (OUT/ckpt/last.weights.h5 of a run with the same params)",
-    )
-    parser.add_argument("--snr-min", type=float, default=-10.0, help="input SNR, dB (-10)")
-    parser.add_argument("--snr-max", type=float, default=10.0, help="input SNR, dB (10)")
-    parser.add_argument("--val-batches", type=int, default=6, help="validation batches (6)")
-    parser.add_argument("--log-every", type=int, default=10, help="steps per train log (10)")
-    parser.add_argument("--eval-every", type=int, default=50, help="steps per validation (50)")
-    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps (100)")
-    parser.add_argument(
-        "--keep-every", type=int, help="keep a copy of the checkpoint every N steps (OUT/ckpt-N)"
-    )
-    parser.add_argument("--threads", type=int, default=2, help="TensorFlow threads (2)")
-    parser.add_argument(
-        "--precision", choices=PRECISIONS, default="float32", help="export precision (float32)"
-    )
-    parser.add_argument("--name", default="orca_unet", help="export file stem (orca_unet)")
-    parser.add_argument("--export-only", action="store_true", help="export OUT/ckpt and exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the parser imports Keras
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    lo, hi = args.call_resample
-    if not 0 < lo <= hi:
-        parser.error(f"--call-resample: need 0 < LO <= HI, got {lo} {hi}")
-    if args.keep_every is not None and args.keep_every < 1:
-        parser.error(f"--keep-every: need a step count >= 1, got {args.keep_every}")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    try:
-        params = load_params(args.params)
-        if args.filters is not None:
-            from .export_tflite import with_overrides
-
-            params = with_overrides(params, filters=args.filters)
-        if params.instrument_list != (ORCA_STEM, NOISE_STEM):
-            raise ConfigError(
-                f"expected instrument_list {[ORCA_STEM, NOISE_STEM]}, "
-                f"got {list(params.instrument_list)}"
-            )
-        batch_size = args.batch_size or int(params.extra.get("batch_size", 8))
-        learning_rate = args.lr or float(params.extra.get("learning_rate", 1e-3))
-        generator: BlockGenerator
-        if args.train_csv is not None:
-            if args.loss == "sdr":
-                raise ConfigError("--loss sdr needs mixtures made on the fly (not --train-csv)")
-            generator = CsvBlockGenerator(
-                args.train_csv, params, seed=args.seed, batch_size=batch_size
-            )
-        else:
-            pool = load_pool(args.data, "train", params.sample_rate, params.frame_length)
-            generator = BlockGenerator(
-                pool,
-                params,
-                seed=args.seed,
-                batch_size=batch_size,
-                snr_range=(args.snr_min, args.snr_max),
-                psa=args.loss == "sdr",
-                p_edge_silence=args.edge_silence,
-                noise_augment=args.noise_augment,
-                call_resample=tuple(args.call_resample),
-                p_synthetic=args.synthetic_noise,
-            )
-        if args.export_only:
-            for path in export_checkpoint(
-                params,
-                args.out,
-                name=args.name,
-                precision=args.precision,
-                representative=generator,
-            ):
-                print(path)
-            return 0
-        settings = TrainSettings(
-            out_dir=args.out,
-            steps=args.steps,
-            minutes=args.minutes,
-            seed=args.seed,
-            learning_rate=learning_rate,
-            loss=args.loss,
-            log_every=args.log_every,
-            eval_every=args.eval_every,
-            checkpoint_every=args.checkpoint_every,
-            resume=args.resume,
-            init_weights=args.init_weights,
-            keep_every=args.keep_every,
-            export_name=args.name,
-            precision=args.precision,
-            progress=not args.no_progress,
-        )
-        if args.val_csv is not None:
-            val_gen = CsvBlockGenerator(
-                args.val_csv,
-                params,
-                seed=args.seed + VALIDATION_SEED_OFFSET,
-                batch_size=batch_size,
-                level_range=(0.0, 0.0),
-            )
-            val_set = [val_gen.batch(i) for i in range(args.val_batches)]
-        else:
-            val_set = validation_batches(
-                args.data,
-                params,
-                args.seed,
-                args.val_batches,
-                batch_size,
-                psa=args.loss == "sdr",
-            )
-    except StreamsepError as e:
-        raise SystemExit(f"error: {e}") from None
-    summary = train(params, generator, val_set, settings)
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m tools.average_checkpoints --params P.json --out runs/NAME-avg CKPT [CKPT ...]
+    python -m tools.train.average_checkpoints --params P.json --out runs/NAME-avg CKPT [CKPT ...]
     python -m tools.train --params P.json --out runs/NAME-avg --export-only
 
 Each ``CKPT`` is a checkpoint folder written by :mod:`tools.train` (``last.weights.h5``; copy
@@ -26,15 +26,14 @@ import numpy as np
 
 from streamsep.engine.params import ModelParams, load_params
 from streamsep.errors import ConfigError, StreamsepError
-
-from .train import STATE_FILE, WEIGHTS_FILE
+from tools.train.loop import STATE_FILE, WEIGHTS_FILE
 
 __all__ = ["average", "main"]
 
 
 def average(params: ModelParams, checkpoints: Sequence[Path], out_dir: Path) -> Path:
     """Write the mean of ``checkpoints``' weights to ``out_dir/ckpt``; return the weights file."""
-    from .unet import build_unet
+    from tools.unet import build_unet
 
     if not checkpoints:
         raise ConfigError("no checkpoint to average")
@@ -64,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(
-        prog="python -m tools.average_checkpoints", description="Average checkpoint weights."
+        prog="python -m tools.train.average_checkpoints", description="Average checkpoint weights."
     )
     parser.add_argument("--params", type=Path, required=True, help="params JSON of the run")
     parser.add_argument("--out", type=Path, required=True, help="run folder to write")

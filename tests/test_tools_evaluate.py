@@ -53,3 +53,43 @@ def test_evaluate_rows_curve_trim_and_report() -> None:
         "mixtures"
     ]
     assert "synthetic noise added with probability 1" in report(noisy)
+
+
+def test_test_split_is_held_out_whole() -> None:
+    """The test files are in no train or val pool, and the test pool holds calls and noises."""
+    from tools.dataset.mixtures import load_pool, manifest_entries
+    from tools.dataset.splits import TEST_FILES
+
+    rows = {r["path"]: r for r in manifest_entries(DATA)}
+    assert TEST_FILES <= set(rows), sorted(TEST_FILES - set(rows))
+    assert all(rows[p]["split"] == "test" for p in TEST_FILES)
+    test_recordings = {rows[p]["recording"] for p in TEST_FILES}
+    others = {r["recording"] for r in rows.values() if r["split"] != "test"}
+    assert not test_recordings & others
+    for split in ("train", "val"):
+        pool = load_pool(DATA, split, 8000)
+        assert not pool.files() & TEST_FILES, split
+    test = load_pool(DATA, "test", 8000)
+    assert test.files() == TEST_FILES
+    assert len(test.noises) == 5 and len(test.calls) == 7
+
+
+def test_evaluate_reports_per_noise_recording() -> None:
+    """Each noise recording gets its own row with the IRM ceiling and its best noisereduce."""
+    pytest.importorskip("noisereduce", reason="tools extra (noisereduce) not installed")
+    from tools.evaluate.report import report
+    from tools.evaluate.run import evaluate
+
+    params = load_params(data_path(f"{DEFAULT_MODEL_NAME}.json"))
+    model = data_path(f"{DEFAULT_MODEL_NAME}.tflite")
+    result = evaluate(
+        params, [model], DATA, split="test", snrs=(0.0,), n_per_snr=5, seconds=3.0, labeled=False
+    )
+    per = result["per_noise"]
+    assert len(per) == 5 and all(entry["n"] == 1 for entry in per.values())
+    for entry in per.values():
+        assert entry["best_noisereduce"] in ("noisereduce-stationary", "noisereduce-nonstationary")
+        assert entry["irm-full"] > entry[f"{model.stem} offline"] - 20
+    text = report(result)
+    assert "per noise recording" in text
+    assert all(Path(noise).name in text for noise in per)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.dataset.mixtures import ORCA_STEM
+
 from .plot_spectrograms import save_png
 
 __all__ = ["plot", "main"]

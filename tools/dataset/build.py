@@ -105,10 +105,11 @@ def _probe_overlap(a: NDArray[np.float64], b: NDArray[np.float64], rate: int) ->
 
 
 def check_splits(data_dir: str | Path, rate: int = 8000, threshold: float = 0.5) -> int:
-    """Print train/val file pairs whose audio overlaps; return how many exceed ``threshold``.
+    """Print file pairs of different splits whose audio overlaps; return how many exceed
+    ``threshold``.
 
-    Every val file's central second (8 kHz, high-passed at 150 Hz) is cross-correlated with
-    every train file.
+    Every val and test file's central second (8 kHz, high-passed at 150 Hz) is cross-correlated
+    with every file of the splits before it (val with train; test with train and val).
     """
     data = Path(data_dir)
     rows = [r for r in manifest_entries(data) if r["kind"] not in EXCLUDED_KINDS]
@@ -117,11 +118,11 @@ def check_splits(data_dir: str | Path, rate: int = 8000, threshold: float = 0.5)
     for row in rows:
         x, file_rate = read_audio(data / row["path"])
         audio[row["path"]] = signal.sosfiltfilt(sos, prepare_audio(x, file_rate, rate))
-    train = [r["path"] for r in rows if r["split"] == "train"]
-    val = [r["path"] for r in rows if r["split"] == "val"]
+    by_split = {s: [r["path"] for r in rows if r["split"] == s] for s in ("train", "val", "test")}
+    pairs = [(v, t) for v in by_split["val"] for t in by_split["train"]]
+    pairs += [(v, t) for v in by_split["test"] for t in by_split["train"] + by_split["val"]]
     scores = sorted(
-        ((_probe_overlap(audio[v], audio[t], rate), v, t) for v in val for t in train),
-        reverse=True,
+        ((_probe_overlap(audio[v], audio[t], rate), v, t) for v, t in pairs), reverse=True
     )
     for score, v, t in scores[:10]:
         print(f"{score:.3f}  {v}  {t}")

@@ -18,6 +18,7 @@ from scipy import signal
 
 from streamsep.engine.audio import read_audio
 from streamsep.errors import ConfigError
+from tools.dataset.splits import TEST_SPLIT, is_test
 from tools.dataset.synthnoise import synthetic_noise
 
 _LOGGER = logging.getLogger(__name__)
@@ -160,7 +161,8 @@ def manifest_entries(data_dir: Path) -> list[dict[str, str]]:
     """Call and noise rows of ``manifest.csv`` (first row per path), split groups applied.
 
     Rows of a recording in :data:`SAME_RECORDING` get ``split = train`` if any of its files is
-    ``train``; every row gets a ``recording`` key.
+    ``train``; the held-out files of :mod:`tools.dataset.splits` get ``split = test`` (they are
+    whole recordings); every row gets a ``recording`` key.
     """
     path = data_dir / "manifest.csv"
     if not path.is_file():
@@ -177,13 +179,20 @@ def manifest_entries(data_dir: Path) -> list[dict[str, str]]:
         if row["recording"] in train_recordings and row["split"] != "train":
             _LOGGER.info("%s: moved to train (same recording as a train file)", row["path"])
             row["split"] = "train"
+    for row in rows.values():
+        if is_test(row["path"]):
+            row["split"] = TEST_SPLIT
+    test_recordings = {r["recording"] for r in rows.values() if r["split"] == TEST_SPLIT}
+    for row in rows.values():
+        if row["recording"] in test_recordings and row["split"] != TEST_SPLIT:
+            raise ConfigError(f"{row['path']}: same recording as a test file, but not in test")
     return list(rows.values())
 
 
 def load_pool(
     data_dir: str | Path, split: str, sample_rate: int, frame_samples: int = 1024
 ) -> Pool:
-    """Load and prepare the calls and noises of ``split`` (``train`` or ``val``).
+    """Load and prepare the calls and noises of ``split`` (``train``, ``val`` or ``test``).
 
     Raises
     ------

@@ -31,7 +31,12 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", type=Path, required=True, help="params JSON of the models")
     parser.add_argument("--model", type=Path, nargs="+", required=True, help=".tflite file(s)")
     parser.add_argument("--data", type=Path, required=True, help="shared data folder")
-    parser.add_argument("--split", default="val", choices=("train", "val"))
+    parser.add_argument(
+        "--split",
+        default="val",
+        choices=("train", "val", "test"),
+        help="val: for choices; test: held-out recordings, report once per shipped model",
+    )
     parser.add_argument("--snrs", type=float, nargs="+", default=[-5.0, 0.0, 5.0], help="dB")
     parser.add_argument("--n-per-snr", type=int, default=8, help="mixtures per SNR (8)")
     parser.add_argument("--seed", type=int, default=0)

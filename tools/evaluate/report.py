@@ -107,6 +107,7 @@ def report(result: dict[str, Any]) -> str:
             f"{info['max_abs_offline_vs_streaming']:.2e} | {info['latency_samples']} |"
         )
     lines += _headline(result)
+    lines += _per_noise_table(result)
     if result.get("latency_curve"):
         lines += [
             "",
@@ -170,6 +171,39 @@ def _headline(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {method} | {_fmt(value)} | {100 * value / ceiling:.0f} | "
             f"{value - orca[best]['all']['si_sdri']:+.2f} | {per_snr} |"
+        )
+    return lines
+
+
+def _per_noise_table(result: dict[str, Any]) -> list[str]:
+    """Orca SI-SDRi per noise recording: IRM ceiling, best noisereduce, each model."""
+    per = result.get("per_noise")
+    if not per:
+        return []
+    models = [
+        m
+        for m in result["summary"]
+        if not m.startswith(("irm-", "mix", "passthrough", "noisereduce"))
+    ]
+    lines = [
+        "",
+        "## Orca SI-SDRi per noise recording (dB; each model minus the best noisereduce variant "
+        "on that recording)",
+        "",
+        *_table_header(
+            ["noise recording", "mixtures", "irm-full", "best noisereduce"]
+            + [f"{m} (minus noisereduce)" for m in models]
+        ),
+    ]
+    for noise, entry in per.items():
+        best = entry.get("best_noisereduce")
+        base = entry[best] if best else float("nan")
+        cells = [
+            f"{_fmt(entry[m])} ({entry[m] - base:+.2f})" if best else _fmt(entry[m]) for m in models
+        ]
+        lines.append(
+            f"| {Path(noise).name} | {entry['n']} | {_fmt(entry.get('irm-full', float('nan')))} | "
+            f"{_fmt(base)} ({best}) | " + " | ".join(cells) + " |"
         )
     return lines
 

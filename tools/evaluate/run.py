@@ -138,6 +138,7 @@ def evaluate(
                 {
                     "index": index,
                     "snr_db": snr,
+                    "noise": mixture.meta["noises"][0]["path"],
                     "method": name,
                     "metrics": _score(
                         {k: v[keep] for k, v in outputs[name].items()},
@@ -169,6 +170,7 @@ def evaluate(
         "rows": rows,
         "summary": _summarize(rows, snrs),
         "paired": paired_comparison(rows),
+        "per_noise": per_noise(rows),
         "models": {
             r.name: {
                 "realtime_factor": r.realtime_factor,
@@ -287,4 +289,26 @@ def paired_comparison(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "n": int(diff.size),
                 }
             )
+    return out
+
+
+def per_noise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Orca SI-SDRi per noise recording: ``{noise path: {"n": mixtures, method: mean dB}}``.
+
+    Every model is judged against the noisereduce variant that does best on that recording
+    (``"best_noisereduce"`` names it) and against the full-band IRM on the same mixtures.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for noise in sorted({r["noise"] for r in rows}):
+        chosen = [r for r in rows if r["noise"] == noise]
+        methods = list(dict.fromkeys(r["method"] for r in chosen))
+        entry: dict[str, Any] = {"n": len({r["index"] for r in chosen})}
+        for method in methods:
+            values = [r["metrics"][ORCA_STEM]["si_sdri"] for r in chosen if r["method"] == method]
+            entry[method] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        baselines = [m for m in methods if m.startswith("noisereduce")]
+        if baselines:
+            best = max(baselines, key=lambda m: entry[m])
+            entry["best_noisereduce"] = best
+        out[noise] = entry
     return out

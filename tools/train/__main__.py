@@ -36,11 +36,25 @@ def _parse_filters(text: str) -> list[int]:
         ) from None
 
 
+def _backend_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--backend",
+        choices=("tensorflow", "jax"),
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow). jax trains on an "
+        "accelerator when one is there; exporting to TFLite needs tensorflow (--export-only)",
+    )
+    return parser
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from tools.export_tflite import PRECISIONS  # imports Keras: only once the CLI runs
 
     parser = argparse.ArgumentParser(
-        prog="python -m tools.train", description="Train a Spleeter U-Net on orca mixtures."
+        prog="python -m tools.train",
+        description="Train a Spleeter U-Net on orca mixtures.",
+        parents=[_backend_parser()],
     )
     parser.add_argument("--params", type=Path, required=True, help="Spleeter params JSON")
     parser.add_argument("--out", type=Path, required=True, help="run folder, e.g. runs/NAME")
@@ -122,6 +136,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the parser imports Keras
+    backend, _ = _backend_parser().parse_known_args(argv)
+    os.environ["KERAS_BACKEND"] = backend.backend  # before Keras is first imported
     parser = _build_parser()
     args = parser.parse_args(argv)
     lo, hi = args.call_resample
@@ -130,10 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.keep_every is not None and args.keep_every < 1:
         parser.error(f"--keep-every: need a step count >= 1, got {args.keep_every}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    import tensorflow as tf
+    if args.backend == "tensorflow":
+        import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     try:
         params = load_params(args.params)
         if args.filters is not None:

@@ -185,9 +185,9 @@ def train(
         If resuming with other params than the checkpoint's, or nothing to resume from.
     """
     import keras
-    import tensorflow as tf
     from tqdm import tqdm
 
+    from tools.train.steps import make_steps
     from tools.unet import build_unet
 
     out = settings.out_dir
@@ -222,28 +222,15 @@ def train(
         )
     params.save(out / "params.json")
 
-    @tf.function
-    def train_step(x: Any, ys: list[Any]) -> list[Any]:
-        with tf.GradientTape() as tape:
-            outputs = model(x, training=True)
-            if settings.loss == "sdr":  # ys: the phase-sensitive targets
-                losses = sdr_per_stem(outputs, ys, x, params.separation_exponent)
-            elif settings.loss == "l1-level":
-                losses = l1_level_per_stem(outputs, ys, x)
-            else:
-                losses = l1_per_stem(outputs, ys)
-            loss = tf.add_n(losses)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return losses
+    def stem_losses(outputs: Any, ys: list[Any], x: Any) -> list[Any]:
+        if settings.loss == "sdr":  # ys: the phase-sensitive targets
+            return sdr_per_stem(outputs, ys, x, params.separation_exponent)
+        if settings.loss == "l1-level":
+            return l1_level_per_stem(outputs, ys, x)
+        return l1_per_stem(outputs, ys)
 
-    @tf.function
-    def eval_step(x: Any, ys: list[Any]) -> list[Any]:
-        return l1_per_stem(model(x, training=False), ys)
-
-    @tf.function
-    def eval_sdr_step(x: Any, ys: list[Any]) -> list[Any]:
-        return sdr_per_stem(model(x, training=False), ys, x, params.separation_exponent)
+    steps = make_steps(model, optimizer, stem_losses, params.separation_exponent)
+    train_step, eval_step, eval_sdr_step = steps.train, steps.eval_l1, steps.eval_sdr
 
     with_sdr = all(f"{s}:psa" in val_set[0][1] for s in stems) if val_set else False
 
@@ -285,6 +272,7 @@ def train(
         return log("val", np.mean(values, axis=0), sdr)
 
     def checkpoint() -> None:
+        steps.sync()
         state = {
             "step": step,
             "elapsed_s": elapsed(),
@@ -337,7 +325,14 @@ def train(
     checkpoint()
     log_file.close()
     seconds = time.perf_counter() - started
-    if settings.export:
+    if settings.export and keras.backend.backend() != "tensorflow":
+        _LOGGER.warning(
+            "exporting to TFLite needs the TensorFlow backend: run python -m tools.train --params "
+            "%s --out %s --export-only (KERAS_BACKEND unset) to export the checkpoint",
+            out / "params.json",
+            out,
+        )
+    elif settings.export:
         tflite, params_path = export_checkpoint(
             params,
             out,

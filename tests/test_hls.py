@@ -25,14 +25,11 @@ from streamsep.engine.ringbuffer import RingBuffer
 from streamsep.errors import ConfigError
 from streamsep.net.publish import Publisher, PublishSettings
 from streamsep.net.subscribe import Chunk, Subscriber
-from streamsep.sources.hls.follower import HlsSettings, HlsSource
+from streamsep.sources.hls.fetch import FetchError
+from streamsep.sources.hls.follower import HlsSource
 from streamsep.sources.hls.orcasound import OrcasoundResolver, OrcasoundSettings, orcasound_source
-from streamsep.sources.hls.playlist import (
-    FetchError,
-    HlsError,
-    parse_playlist,
-    parse_program_date_time,
-)
+from streamsep.sources.hls.playlist import HlsError, parse_playlist, parse_program_date_time
+from streamsep.sources.hls.settings import HlsSettings
 
 from ._net import ipc_endpoint
 from .conftest import FIXTURES, ROOT
@@ -338,7 +335,7 @@ def test_live_playlist_is_followed_and_published_continuously(
 def test_orcasound_node_404_stall_and_restart_become_counted_gaps(
     server: _Server, ipc_endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streamsep.sources.hls.follower")
+    caplog.set_level(logging.INFO, logger="streamsep.sources.hls")
     node, ts_a, ts_b = "rpi_orcasound_lab", 1_700_000_000, 1_700_000_100
     base = f"/bucket/{node}"
     content_a = ["live001.ts", "live002.ts", None, "live001.ts"]  # live002.ts of A: 404
@@ -441,7 +438,7 @@ class _RingReader:
 def test_malformed_playlist_and_corrupt_segments_become_logged_gaps(
     server: _Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streamsep.sources.hls.follower")
+    caplog.set_level(logging.INFO, logger="streamsep.sources.hls")
     rng = np.random.default_rng(7)
     garbage = b"GARBAGE!" + rng.integers(0, 256, 150_000, dtype=np.uint8).tobytes()
     truncated = SEG["live001.ts"][: len(SEG["live001.ts"]) * 6 // 10]
@@ -605,7 +602,7 @@ def test_discontinuity_is_a_gap_only_when_date_times_show_one(dated: bool) -> No
 def test_failures_back_off_exponentially_and_are_logged_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streamsep.sources.hls.follower")
+    caplog.set_level(logging.INFO, logger="streamsep.sources.hls")
     web = _FakeWeb()
     web.routes["http://h/a.ts"] = SEG["live001.ts"]
     error = FetchError("HTTP 500 for http://h/p.m3u8", url="http://h/p.m3u8", status=500)
@@ -666,7 +663,7 @@ def test_orcasound_resolver_reads_latest_txt() -> None:
 def test_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="source.max_behind_segments must be an integer >= 3"):
         HlsSettings(live_edge_segments=3, max_behind_segments=2)
-    with pytest.raises(ConfigError, match="source.url must be an http, https or file URL"):
+    with pytest.raises(ConfigError, match="source.url must be an http or https URL"):
         HlsSettings(url="ftp://x/p.m3u8")
     with pytest.raises(ConfigError, match="source.reconnect_max_seconds must be >="):
         HlsSettings(reconnect_seconds=5, reconnect_max_seconds=1)

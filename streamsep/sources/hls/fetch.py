@@ -101,7 +101,10 @@ def check_url(url: str) -> str:
         host, parts = None, None
     scheme = parts.scheme.lower() if parts is not None else ""
     if scheme not in SCHEMES or not host:
-        what = f"a {scheme}: URL" if scheme else "not an absolute URL"
+        if scheme in SCHEMES:
+            what = "no host"
+        else:
+            what = f"a {scheme}: URL" if scheme else "not an absolute URL"
         raise FetchError(
             f"refused {shown(url)}: {what}; only http and https URLs are fetched",
             url=url,

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from streamsep.engine.ringbuffer import RingBuffer
-from streamsep.sources.hls.fetch import FetchError, HttpFetcher, check_url
+from streamsep.sources.hls.fetch import MAX_STUCK_REQUESTS, FetchError, HttpFetcher, check_url
 from streamsep.sources.hls.follower import HlsSource
 from streamsep.sources.hls.playlist import HlsError
 from streamsep.sources.hls.retry import SegmentFetcher
@@ -181,6 +181,7 @@ def test_a_request_has_a_total_deadline_not_one_per_read(hostile: HostileServer,
     # Each read gets a byte every 0.2 s, well within a 1 s socket timeout: only a total
     # deadline ends these requests.
     error, elapsed = _timed_fetch(HttpFetcher(timeout_seconds=1.0), hostile.url(path))
+    print(f"\n{path}: {error} after {elapsed:.3f} s")
     assert "no complete response within 1 s" in str(error) or "timed out" in str(error)
     assert 0.9 <= elapsed < 1.6, elapsed
     assert not error.permanent  # a slow server may be fast next time
@@ -276,6 +277,28 @@ def test_a_permanent_failure_is_neither_retried_nor_fetched_again() -> None:
     assert web.calls.count("http://h/missing.ts") == 3 and waits == [0.1, 0.2]
 
 
+def test_requests_stuck_past_their_deadline_are_bounded() -> None:
+    """A worker that cannot be interrupted (a hung DNS lookup) is left behind at the deadline;
+    while MAX_STUCK_REQUESTS of them live, new requests are refused instead of adding threads."""
+    release = threading.Event()
+    fetcher = HttpFetcher(timeout_seconds=0.2)
+    fetcher._get = lambda url, flight: release.wait(30) and b""  # type: ignore[method-assign]
+    try:
+        for _ in range(MAX_STUCK_REQUESTS):
+            error, elapsed = _timed_fetch(fetcher, "http://stuck.invalid/p.m3u8")
+            assert "no complete response within 0.2 s" in str(error) and elapsed < 0.6
+        error, elapsed = _timed_fetch(fetcher, "http://stuck.invalid/p.m3u8")
+        assert f"{MAX_STUCK_REQUESTS} earlier requests have not ended yet" in str(error)
+        assert elapsed < 0.1
+    finally:
+        release.set()
+    alive = [t for t in threading.enumerate() if t.name == "streamsep-hls-fetch"]
+    for thread in alive:
+        thread.join(5)
+    fetcher._get = lambda url, flight: b"ok"  # type: ignore[method-assign]
+    assert fetcher("http://stuck.invalid/p.m3u8") == b"ok"  # the ended ones no longer count
+
+
 # -- an HlsSource fed hostile playlists ----------------------------------------------------
 
 
@@ -325,6 +348,21 @@ def test_non_http_segments_are_gaps_and_never_opened(
     for uri in refused:  # each logged once (no retries), never with the file's contents
         assert sum(logged[uri] in m and "lost" in m for m in messages) == 1, uri
     assert not any("root:" in m for m in messages)
+
+
+def test_an_oversized_segment_is_a_gap_and_requested_once(hostile: HostileServer) -> None:
+    hostile.routes["/o/a.ts"] = SEG["live000.ts"]  # 103 964 bytes: under the limit
+    hostile.routes["/o/big.ts"] = SEG["live001.ts"]  # 199 092 bytes, with Content-Length
+    chunked = hostile.url("/chunked/300000")  # no Content-Length: cut at the limit
+    entries = [("a.ts", 9.792), ("big.ts", 10.005333), (chunked, 10.005333), ("a.ts", 9.792)]
+    hostile.routes["/o/live.m3u8"] = _m3u8(entries, endlist=True)
+    settings = HlsSettings(segment_retries=3, reconnect_seconds=0.05, reconnect_max_seconds=0.1)
+    fetcher = HttpFetcher(timeout_seconds=10, max_bytes=150_000)
+    source = HlsSource(hostile.url("/o/live.m3u8"), None, settings, fetch=fetcher)
+    _, gaps = _run_source(source, n_channels=1)
+    assert gaps == [(470016, 2 * SEG_SAMPLES)]
+    assert hostile.count("/o/big.ts") == hostile.count("/chunked/300000") == 1  # not retried
+    assert source.stats.refused == 2 and source.stats.segment_failures == 2
 
 
 def test_a_non_http_variant_is_a_refused_playlist_and_the_source_keeps_running(

@@ -740,6 +740,7 @@ def test_parse_program_date_time(text: str, iso_utc: str) -> None:
         ("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n", "truncated"),
         ("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=k\n", "encrypted"),
         ("#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:yesterday\n", "bad EXT-X-PROGRAM-DATE-TIME"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nhttp://[::1/a.ts\n", "bad URI"),
     ],
 )
 def test_parse_playlist_rejects_malformed_input(text: str, error: str) -> None:

@@ -140,8 +140,8 @@ def parse_playlist(text: str | bytes, url: str) -> Playlist:
     Raises
     ------
     HlsError
-        If it is not an M3U8 playlist, a tag is malformed, a segment has no ``EXTINF``, the
-        target duration is missing, or it uses encryption, byte ranges or ``EXT-X-MAP``.
+        If it is not an M3U8 playlist, a tag or URI is malformed, a segment has no ``EXTINF``,
+        the target duration is missing, or it uses encryption, byte ranges or ``EXT-X-MAP``.
     """
     if isinstance(text, bytes):
         try:
@@ -168,7 +168,10 @@ def parse_playlist(text: str | bytes, url: str) -> Playlist:
     variant_next = False
     for line_no, line in lines[1:]:
         if not line.startswith("#"):
-            uri = base + line if simple.fullmatch(line) else urljoin(url, line)
+            try:
+                uri = base + line if simple.fullmatch(line) else urljoin(url, line)
+            except ValueError:  # e.g. "http://[::1": urllib's "Invalid IPv6 URL"
+                raise HlsError(f"line {line_no}: bad URI {line[:80]!r}") from None
             if variant_next:
                 variants.append(uri)
                 variant_next = False

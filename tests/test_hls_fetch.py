@@ -211,6 +211,36 @@ def test_cancel_ends_a_request_in_flight_at_once(hostile: HostileServer) -> None
         fetcher(hostile.url("/p.m3u8"))
 
 
+def test_cancel_cuts_off_a_tls_handshake_that_never_ends(listener: socket.socket) -> None:
+    # The listener accepts TCP (the kernel does) but never answers the TLS ClientHello.
+    cancel = threading.Event()
+    fetcher = HttpFetcher(timeout_seconds=30, cancel=cancel)
+    before = {t for t in threading.enumerate() if t.name == "streamsep-hls-fetch"}
+    errors: list[FetchError] = []
+
+    def fetch() -> None:
+        try:
+            fetcher(f"https://127.0.0.1:{listener.getsockname()[1]}/live.m3u8")
+        except FetchError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    readable, _, _ = select.select([listener], [], [], 10)
+    assert readable, "no connection"
+    connection, _ = listener.accept()
+    with connection:
+        connection.settimeout(10)
+        assert connection.recv(1)  # the ClientHello: the worker is in the handshake now
+        cancel.set()
+        thread.join(2)
+        assert not thread.is_alive() and "cancelled" in str(errors[0])
+        workers = {t for t in threading.enumerate() if t.name == "streamsep-hls-fetch"}
+        for worker in workers - before:  # its socket was shut down: it ends too
+            worker.join(2)
+            assert not worker.is_alive(), "the worker is still in the handshake"
+
+
 # -- refused URLs, redirects and sizes -----------------------------------------------------
 
 

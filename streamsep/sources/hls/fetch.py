@@ -182,16 +182,22 @@ class _HTTPConnection(http.client.HTTPConnection):
 
 
 class _HTTPSConnection(http.client.HTTPSConnection):
-    """Hands its socket to the flight once connected; the TLS handshake is bounded by the
-    socket timeout (the caller's deadline holds regardless)."""
+    """Hands its TLS socket to the flight before the handshake (so that a server trickling
+    its handshake can be cut off too); otherwise ``HTTPSConnection.connect``."""
 
     def __init__(self, *args: Any, flight: _Flight, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._flight = flight
 
     def connect(self) -> None:
-        super().connect()
-        self._flight.attach(self.sock)
+        http.client.HTTPConnection.connect(self)  # TCP (and a proxy tunnel)
+        server_hostname = getattr(self, "_tunnel_host", None) or self.host
+        sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+            self.sock, server_hostname=server_hostname, do_handshake_on_connect=False
+        )
+        self._flight.attach(sock)
+        sock.do_handshake()
+        self.sock = sock
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):

@@ -10,6 +10,7 @@ import logging
 import os
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from .test_hls import RATE, SEG, SEG_SAMPLES, _decode, _FakeWeb, _m3u8, _RingRea
 
 pytestmark = pytest.mark.timeout(60)
 
+TLS = Path(__file__).parent / "fixtures" / "tls"
 TRICKLE_SECONDS = 0.2  # between two bytes: every socket read gets data well within its timeout
 
 
@@ -239,6 +241,32 @@ def test_cancel_cuts_off_a_tls_handshake_that_never_ends(listener: socket.socket
         for worker in workers - before:  # its socket was shut down: it ends too
             worker.join(2)
             assert not worker.is_alive(), "the worker is still in the handshake"
+
+
+@pytest.fixture
+def https(hostile: HostileServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The hostile server's paths over HTTPS (a second listener, the fixture certificate,
+    trusted through ``SSL_CERT_FILE``); yields its base URL."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS / "cert.pem", TLS / "key.pem")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), hostile.httpd.RequestHandlerClass)
+    httpd.daemon_threads = True
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS / "cert.pem"))
+    yield f"https://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_https_is_fetched_with_the_same_deadline(hostile: HostileServer, https: str) -> None:
+    hostile.routes["/p.m3u8"] = b"#EXTM3U\n"
+    fetcher = HttpFetcher(timeout_seconds=1.0)
+    assert fetcher(f"{https}/p.m3u8") == b"#EXTM3U\n"
+    assert fetcher(f"{https}/redirect/{https}/p.m3u8") == b"#EXTM3U\n"
+    error, elapsed = _timed_fetch(fetcher, f"{https}/trickle/seg.ts")
+    assert "no complete response within 1 s" in str(error) and 0.9 <= elapsed < 1.6
 
 
 # -- refused URLs, redirects and sizes -----------------------------------------------------

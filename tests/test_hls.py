@@ -75,14 +75,7 @@ class _Server:
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 with server._lock:
                     server.hits[self.path] = server.hits.get(self.path, 0) + 1
-                    body = server.routes.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                server.answer(self)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -91,6 +84,18 @@ class _Server:
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        """Answer one request (on its server thread): its route, else 404."""
+        with self._lock:
+            body = self.routes.get(handler.path)
+        if body is None:
+            handler.send_error(404)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"

@@ -28,7 +28,7 @@ from streamsep.sources.hls.playlist import HlsError
 from streamsep.sources.hls.retry import SegmentFetcher
 from streamsep.sources.hls.settings import MAX_POLL_SECONDS, MIN_POLL_SECONDS, HlsSettings
 
-from .test_hls import RATE, SEG, SEG_SAMPLES, _decode, _FakeWeb, _m3u8, _RingReader
+from .test_hls import RATE, SEG, SEG_SAMPLES, _decode, _FakeWeb, _m3u8, _run_to_end, _Server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,9 +36,8 @@ TLS = Path(__file__).parent / "fixtures" / "tls"
 TRICKLE_SECONDS = 0.2  # between two bytes: every socket read gets data well within its timeout
 
 
-class HostileServer:
-    """An HTTP server on 127.0.0.1 with hostile paths; ``routes`` (path -> bytes) are served
-    normally, anything else is 404. Every request is counted in ``hits`` and sets
+class HostileServer(_Server):
+    """The test server (``routes``, ``hits``) with hostile paths besides; every request sets
     ``requested``.
 
     * ``/trickle/...``: 200 and ``Content-Length: 100000``, then one body byte every 0.2 s;
@@ -50,32 +49,17 @@ class HostileServer:
     """
 
     def __init__(self) -> None:
-        self.routes: dict[str, bytes] = {}
-        self.hits: dict[str, int] = {}
         self.requested = threading.Event()
         self.stopped = threading.Event()
-        self._lock = threading.Lock()
-        server = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                with server._lock:
-                    server.hits[self.path] = server.hits.get(self.path, 0) + 1
-                server.requested.set()
-                try:
-                    server._answer(self)
-                except OSError:
-                    pass  # the client gave up: expected here
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        self.requested.set()
+        handler.close_connection = True
+        try:
+            self._answer(handler, handler.path)
+        except OSError:
+            pass  # the client gave up: expected here
 
     def _trickle(self, handler: BaseHTTPRequestHandler, data: bytes) -> None:
         for k in range(len(data)):
@@ -84,9 +68,7 @@ class HostileServer:
             handler.wfile.write(data[k : k + 1])
             handler.wfile.flush()
 
-    def _answer(self, h: BaseHTTPRequestHandler) -> None:
-        path = h.path
-        h.close_connection = True
+    def _answer(self, h: BaseHTTPRequestHandler, path: str) -> None:
         if path.startswith("/trickle/"):
             h.send_response(200)
             h.send_header("Content-Length", "100000")
@@ -116,26 +98,12 @@ class HostileServer:
             h.send_header("Location", path[len("/redirect/") :])
             h.send_header("Content-Length", "0")
             h.end_headers()
-        elif path in self.routes:
-            body = self.routes[path]
-            h.send_response(200)
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            h.wfile.write(body)
         else:
-            h.send_error(404)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def count(self, path: str) -> int:
-        with self._lock:
-            return self.hits.get(path, 0)
+            super().answer(h)
 
     def close(self) -> None:
         self.stopped.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().close()
 
 
 @pytest.fixture
@@ -360,17 +328,6 @@ def test_requests_stuck_past_their_deadline_are_bounded() -> None:
 # -- an HlsSource fed hostile playlists ----------------------------------------------------
 
 
-def _run_source(source: HlsSource, n_channels: int = 2) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    ring = RingBuffer(60 * RATE, n_channels)
-    reader = _RingReader(ring)
-    source.start(ring)
-    try:
-        return reader.result(30)
-    finally:
-        source.stop()
-        assert source.join(5)
-
-
 def test_non_http_segments_are_gaps_and_never_opened(
     hostile: HostileServer,
     fifo: Path,
@@ -394,7 +351,7 @@ def test_non_http_segments_are_gaps_and_never_opened(
     hostile.routes["/s/live.m3u8"] = _m3u8(entries, endlist=True)
     settings = HlsSettings(reconnect_seconds=0.05, reconnect_max_seconds=0.2, segment_retries=3)
     source = HlsSource(hostile.url("/s/live.m3u8"), None, settings)
-    audio, gaps = _run_source(source)
+    audio, gaps = _run_to_end(source)
     n = len(refused)
     assert gaps == [(SEG_SAMPLES, n * SEG_SAMPLES)]  # counted as missing segments
     np.testing.assert_array_equal(audio[:SEG_SAMPLES], _decode(SEG["live001.ts"], 2))
@@ -417,7 +374,7 @@ def test_an_oversized_segment_is_a_gap_and_requested_once(hostile: HostileServer
     settings = HlsSettings(segment_retries=3, reconnect_seconds=0.05, reconnect_max_seconds=0.1)
     fetcher = HttpFetcher(timeout_seconds=10, max_bytes=150_000)
     source = HlsSource(hostile.url("/o/live.m3u8"), None, settings, fetch=fetcher)
-    _, gaps = _run_source(source, n_channels=1)
+    _, gaps = _run_to_end(source, n_channels=1)
     assert gaps == [(470016, 2 * SEG_SAMPLES)]
     assert hostile.count("/o/big.ts") == hostile.count("/chunked/300000") == 1  # not retried
     assert source.stats.refused == 2 and source.stats.segment_failures == 2
@@ -468,6 +425,6 @@ def test_the_poll_interval_from_the_playlist_is_bounded(
             source.stop()
 
     source._wait = wait  # type: ignore[method-assign]
-    _run_source(source)
+    _run_to_end(source)
     assert waits == [first] + [then] * 4  # a.ts was new at the first poll only
     assert web.calls.count("http://h/p.m3u8") == 5  # the probe's and four reloads

@@ -14,8 +14,8 @@ import pytest
 from streamsep.cli.daemon import main
 from streamsep.daemon.config import DaemonSettings, SourceSettings, load_config
 from streamsep.errors import ConfigError
-from streamsep.sources.hls.follower import HlsSettings
 from streamsep.sources.hls.orcasound import DEFAULT_BASE_URL, OrcasoundSettings
+from streamsep.sources.hls.settings import HlsSettings
 
 from .conftest import ROOT
 from .jack import JackServer, jack_server
@@ -80,7 +80,9 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
      "source.channels: device 'system' has 2 input channels, channel 3 requested"),
     ("hls-no-url", '[source]\nkind = "hls"\n', 'source.url is required with kind = "hls"'),
     ("hls-url-scheme", '[source]\nkind = "hls"\nurl = "ftp://x/live.m3u8"\n',
-     'source.url must be an http, https or file URL, got "ftp://x/live.m3u8"'),
+     'source.url must be an http or https URL, got "ftp://x/live.m3u8"'),
+    ("hls-url-file", '[source]\nkind = "hls"\nurl = "file:///srv/live.m3u8"\n',
+     'source.url must be an http or https URL, got "file:///srv/live.m3u8"'),
     ("hls-device-key", HLS + "block_size = 256\n",
      'source.block_size does not apply to kind = "hls"'),
     ("hls-channels-list", HLS + "channels = [1, 2]\n",
@@ -92,7 +94,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("orcasound-node", ORCA + 'node = "../etc"\n',
      'source.node must be a node name like rpi_orcasound_lab, got "../etc"'),
     ("orcasound-base-url", ORCA + 'base_url = "s3://bucket"\n',
-     'source.base_url must be an http, https or file URL, got "s3://bucket"'),
+     'source.base_url must be an http or https URL, got "s3://bucket"'),
     ("orcasound-poll", ORCA + "poll_seconds = -1\n",
      "source.poll_seconds must be a number >= 0, got -1"),
     ("orcasound-retries", ORCA + "segment_retries = 0\n",

@@ -3,7 +3,9 @@ subprocess follows playlists served by a local HTTP server (127.0.0.1 only) from
 segments, and a ZeroMQ subscriber checks what it publishes: a growing live playlist arrives
 exactly as one continuous decode; an Orcasound node's missing segment, stall and restart become
 gaps with exact counts while the daemon stays up and SIGTERM still drains and exits 0; a
-malformed playlist and corrupt segments are logged gaps, not a crash."""
+malformed playlist and corrupt segments are logged gaps, not a crash; a server trickling its
+answers holds neither the start-up probe past its deadline nor SIGTERM (exit within 5 s, in
+the probe and while running)."""
 
 from __future__ import annotations
 
@@ -39,8 +41,9 @@ from .test_hls import (
     _Server,
     server,
 )
+from .test_hls_fetch import HostileServer, hostile
 
-__all__ = ["server"]  # a fixture
+__all__ = ["server", "hostile"]  # fixtures
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -279,9 +282,12 @@ def test_daemon_orcasound_404_stall_restart_are_gaps_and_sigterm_drains(
     h = status["hls"]
     assert (h["gaps"], h["samples_lost"], h["segment_failures"]) == (2, 1920256, 1)
     assert (h["restarts"], h["segments_lost"]) == (1, 1)
+    # Stream B does not grow either: it stalls in turn 2 s after its last segment, which a
+    # loaded machine may reach before the metrics are read; the status above was taken at once.
+    assert h["stalls"] == 1 and metrics.pop("streamsep_hls_stalls_total") in (1, 2)
     assert metrics == {
         "streamsep_capture_up": 1, "streamsep_hls_restarts_total": 1,
-        "streamsep_hls_stalls_total": 1, "streamsep_hls_segments_lost_total": 1,
+        "streamsep_hls_segments_lost_total": 1,
     }  # fmt: skip
     # The clock: sample 0 at A's program date-time, re-anchored at B's.
     restart = gaps[1][0] + gaps[1][1]
@@ -306,7 +312,7 @@ def test_daemon_orcasound_404_stall_restart_are_gaps_and_sigterm_drains(
     assert "cannot probe" in offline[0] and "using 48000 Hz, 2 channel(s)" in offline[0]
     assert "retrying" in offline[1]
     assert sum("live002.ts" in m for m in warnings) == 1
-    assert sum("stalled" in m for m in warnings) == 1
+    assert sum("stalled" in m for m in _warnings(log[: log.index("new stream")])) == 1
     assert sum("new stream" in m for m in warnings) == 1
     assert unexpected_tracebacks(log) == []
 
@@ -372,4 +378,79 @@ def test_daemon_survives_malformed_playlist_and_corrupt_segments(
     assert sum("left the playlist" in m for m in warnings) == 1
     assert sum("seg3.ts" in m and "neither MPEG-TS" in m for m in warnings) == 1
     assert sum("seg4.ts" in m and "decoded 286720 of 480256" in m for m in warnings) == 1
+    assert unexpected_tracebacks(log) == []
+
+
+# -- (d) a hostile server: SIGTERM in every state, the probe's deadline ---------------------
+
+
+def _hostile_daemon(folder: Path, source: dict[str, Any]) -> DaemonProcess:
+    """A daemon whose ``[source]`` is ``source``, publishing to a port nobody reads."""
+    params = write_params(folder, RATE)
+    config = folder / "daemon.toml"
+    config.write_text(
+        toml_text(
+            {
+                "source": {**source, **FAST_RETRY},
+                "model": {"params": params.name, "model": "passthrough"},
+                "publish": {"endpoints": [free_tcp_endpoint()], "status_seconds": 0},
+                "logging": {"level": "info", "timestamps": True},
+            }
+        )
+    )
+    return DaemonProcess(config, dict(os.environ), folder / "daemon.log")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"kind": "hls", "url": "/trickle/live.m3u8"},
+        {"kind": "hls", "url": "/trickle/live.m3u8", "sample_rate": RATE, "channels": 2},
+        {"kind": "orcasound", "base_url": "/trickle/bucket", "sample_rate": RATE, "channels": 2},
+    ],
+    ids=["hls-probed-format", "hls-configured-format", "orcasound-latest-txt"],
+)
+def test_daemon_answers_sigterm_during_a_trickling_startup_probe(
+    hostile: HostileServer, tmp_path: Path, source: dict[str, Any]
+) -> None:
+    # The server trickles a byte every 0.2 s and the deadline is 60 s: only the SIGTERM can
+    # end the probe (the playlist, or Orcasound's latest.txt, before any playlist).
+    key = "url" if "url" in source else "base_url"
+    source = {**source, key: hostile.url(source[key]), "timeout_seconds": 60}
+    daemon = _hostile_daemon(tmp_path, source)
+    try:
+        assert hostile.requested.wait(30), daemon.log()  # the daemon is in its probe now
+        code, seconds = daemon.terminate(10)
+        log = daemon.log()
+    finally:
+        daemon.close()
+    print(f"\nSIGTERM during the probe -> exit {code} in {seconds:.2f} s")
+    assert code == 0 and seconds < 5, log
+    assert "stopped during start-up" in log and "running:" not in log
+    assert unexpected_tracebacks(log) == []
+
+
+def test_daemon_probe_has_a_deadline_and_sigterm_is_answered_while_running(
+    hostile: HostileServer, tmp_path: Path
+) -> None:
+    source = {"kind": "hls", "url": hostile.url("/trickle/live.m3u8"), "timeout_seconds": 1,
+              "sample_rate": RATE, "channels": 2}  # fmt: skip
+    daemon = _hostile_daemon(tmp_path, source)
+    try:
+        assert hostile.requested.wait(30), daemon.log()
+        probing = time.monotonic()
+        daemon.wait_log(r"running: ", 10)
+        started = time.monotonic() - probing  # the probe's 1 s deadline, then the start
+        # The follower keeps trying (1 s deadline each, back-off between): SIGTERM while one
+        # of its requests trickles.
+        _wait(daemon, lambda: hostile.count("/trickle/live.m3u8") >= 3, 20, "a third request")
+        code, seconds = daemon.terminate(10)
+        log = daemon.log()
+    finally:
+        daemon.close()
+    print(f"\nrunning {started:.2f} s after the probe began; SIGTERM -> exit in {seconds:.2f} s")
+    assert code == 0 and seconds < 5, log
+    assert re.search(r"cannot probe .*no complete response within 1 s.*using 48000 Hz", log)
+    assert started < 5
+    assert "stopped: samples_captured=0" in log
     assert unexpected_tracebacks(log) == []

@@ -25,14 +25,11 @@ from streamsep.engine.ringbuffer import RingBuffer
 from streamsep.errors import ConfigError
 from streamsep.net.publish import Publisher, PublishSettings
 from streamsep.net.subscribe import Chunk, Subscriber
-from streamsep.sources.hls.follower import HlsSettings, HlsSource
+from streamsep.sources.hls.fetch import FetchError
+from streamsep.sources.hls.follower import HlsSource
 from streamsep.sources.hls.orcasound import OrcasoundResolver, OrcasoundSettings, orcasound_source
-from streamsep.sources.hls.playlist import (
-    FetchError,
-    HlsError,
-    parse_playlist,
-    parse_program_date_time,
-)
+from streamsep.sources.hls.playlist import HlsError, parse_playlist, parse_program_date_time
+from streamsep.sources.hls.settings import HlsSettings
 
 from ._net import ipc_endpoint
 from .conftest import FIXTURES, ROOT
@@ -78,14 +75,7 @@ class _Server:
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 with server._lock:
                     server.hits[self.path] = server.hits.get(self.path, 0) + 1
-                    body = server.routes.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                server.answer(self)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -94,6 +84,18 @@ class _Server:
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        """Answer one request (on its server thread): its route, else 404."""
+        with self._lock:
+            body = self.routes.get(handler.path)
+        if body is None:
+            handler.send_error(404)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
@@ -338,7 +340,7 @@ def test_live_playlist_is_followed_and_published_continuously(
 def test_orcasound_node_404_stall_and_restart_become_counted_gaps(
     server: _Server, ipc_endpoint: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streamsep.sources.hls.follower")
+    caplog.set_level(logging.INFO, logger="streamsep.sources.hls")
     node, ts_a, ts_b = "rpi_orcasound_lab", 1_700_000_000, 1_700_000_100
     base = f"/bucket/{node}"
     content_a = ["live001.ts", "live002.ts", None, "live001.ts"]  # live002.ts of A: 404
@@ -441,7 +443,7 @@ class _RingReader:
 def test_malformed_playlist_and_corrupt_segments_become_logged_gaps(
     server: _Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streamsep.sources.hls.follower")
+    caplog.set_level(logging.INFO, logger="streamsep.sources.hls")
     rng = np.random.default_rng(7)
     garbage = b"GARBAGE!" + rng.integers(0, 256, 150_000, dtype=np.uint8).tobytes()
     truncated = SEG["live001.ts"][: len(SEG["live001.ts"]) * 6 // 10]
@@ -605,7 +607,7 @@ def test_discontinuity_is_a_gap_only_when_date_times_show_one(dated: bool) -> No
 def test_failures_back_off_exponentially_and_are_logged_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streamsep.sources.hls.follower")
+    caplog.set_level(logging.INFO, logger="streamsep.sources.hls")
     web = _FakeWeb()
     web.routes["http://h/a.ts"] = SEG["live001.ts"]
     error = FetchError("HTTP 500 for http://h/p.m3u8", url="http://h/p.m3u8", status=500)
@@ -666,7 +668,7 @@ def test_orcasound_resolver_reads_latest_txt() -> None:
 def test_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match="source.max_behind_segments must be an integer >= 3"):
         HlsSettings(live_edge_segments=3, max_behind_segments=2)
-    with pytest.raises(ConfigError, match="source.url must be an http, https or file URL"):
+    with pytest.raises(ConfigError, match="source.url must be an http or https URL"):
         HlsSettings(url="ftp://x/p.m3u8")
     with pytest.raises(ConfigError, match="source.reconnect_max_seconds must be >="):
         HlsSettings(reconnect_seconds=5, reconnect_max_seconds=1)
@@ -743,6 +745,7 @@ def test_parse_program_date_time(text: str, iso_utc: str) -> None:
         ("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n", "truncated"),
         ("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=k\n", "encrypted"),
         ("#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:yesterday\n", "bad EXT-X-PROGRAM-DATE-TIME"),
+        ("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nhttp://[::1/a.ts\n", "bad URI"),
     ],
 )
 def test_parse_playlist_rejects_malformed_input(text: str, error: str) -> None:

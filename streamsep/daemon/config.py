@@ -39,8 +39,8 @@ from streamsep.errors import ConfigError
 from streamsep.net.control import ControlSettings
 from streamsep.net.publish import PublishSettings
 from streamsep.sources.device.capture import CaptureSettings
-from streamsep.sources.hls.follower import HlsSettings
 from streamsep.sources.hls.orcasound import OrcasoundSettings
+from streamsep.sources.hls.settings import HlsSettings
 from streamsep.validate import check_bool, check_choice, check_int, check_str, fail, show
 
 if sys.version_info >= (3, 11):

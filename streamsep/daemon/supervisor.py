@@ -39,13 +39,14 @@ from streamsep.engine.offline import Separator
 from streamsep.engine.outrate import OutputResampler
 from streamsep.engine.pipeline import OutputChunk, Pipeline
 from streamsep.engine.ringbuffer import RingBuffer
+from streamsep.errors import StreamsepError
 from streamsep.net.control import ControlServer
 from streamsep.net.publish import Publisher
 from streamsep.net.status import pipeline_status
 from streamsep.sources.device.source import DeviceSource
 from streamsep.sources.file import FileSource, file_info
 from streamsep.sources.hls.follower import HlsSource
-from streamsep.sources.hls.orcasound import OrcasoundResolver
+from streamsep.sources.hls.orcasound import orcasound_source
 from streamsep.version import __version__
 
 __all__ = ["State", "Daemon"]
@@ -56,7 +57,7 @@ _TICK_SECONDS: Final = 0.25
 _RATE_WINDOW_SECONDS: Final = 5.0
 _DRAIN_SECONDS: Final = 4.0
 _LOOP_FOREVER: Final = 1 << 62
-_HLS_JOIN_EXTRA_SECONDS: Final = 5.0  # on top of one HTTP timeout (a request in flight)
+_HLS_JOIN_SECONDS: Final = 2.0  # stop() cancels a request in flight at once
 
 
 class State(enum.Enum):
@@ -205,7 +206,10 @@ class Daemon:
             self.clock = self.device.clock
         elif s.source.kind in ("hls", "orcasound"):
             self.hls = self._make_hls_source(s)
-            # Probes the stream (or, offline, takes sample_rate and channels from the settings).
+            if self._stop_requested.is_set():  # a signal before self.hls was set
+                self.hls.stop()
+            # Probes the stream (or, offline, takes sample_rate and channels from the settings);
+            # every request has a total deadline, and a SIGTERM (request_stop) ends it at once.
             hls_info = self.hls.probe()
             self.sample_rate, n_channels = hls_info.sample_rate, hls_info.n_channels
             # Sample 0 and each restart or capped gap are anchored at the segments' UTC
@@ -318,8 +322,7 @@ class Daemon:
         if s.source.kind == "orcasound":
             o = s.source.orcasound
             assert o is not None
-            target = OrcasoundResolver(o.node, o.base_url, timeout_seconds=h.timeout_seconds)
-            return HlsSource(target, None, h)
+            return orcasound_source(o, h)  # stop() also cancels a latest.txt request
         return HlsSource(h.url, None, h)
 
     def _on_first_audio(self) -> None:
@@ -332,6 +335,8 @@ class Daemon:
     def request_stop(self) -> None:
         """Ask :meth:`run` to drain and return (thread- and signal-safe)."""
         self._stop_requested.set()
+        if self.hls is not None:  # ends an HLS probe (at start-up) or request in flight now
+            self.hls.stop()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -362,7 +367,13 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 handlers[sig] = signal.signal(sig, self._on_signal)
         try:
-            self.start()
+            try:
+                self.start()
+            except StreamsepError:
+                if not self._stop_requested.is_set():
+                    raise
+                _LOGGER.info("stopped during start-up")  # e.g. SIGTERM during the HLS probe
+                return 0
             code = self._supervise()
             self._shutdown(drain=code == 0)
             return code
@@ -451,9 +462,8 @@ class Daemon:
             self.file_source.join(_DRAIN_SECONDS)
         if self.hls is not None:
             self.hls.stop()  # its thread closes the ring: the pipeline drains
-            limit = self.hls.settings.timeout_seconds + _HLS_JOIN_EXTRA_SECONDS
-            if not self.hls.join(limit):
-                _LOGGER.warning("hls source did not stop within %g s", limit)
+            if not self.hls.join(_HLS_JOIN_SECONDS):
+                _LOGGER.warning("hls source did not stop within %g s", _HLS_JOIN_SECONDS)
         if self.pipeline is not None and "pipeline" in self._running:
             if not drain:
                 self.pipeline.stop()

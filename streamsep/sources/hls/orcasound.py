@@ -6,7 +6,7 @@ at which its current stream started, and that stream is the HLS playlist
 ``<node>/hls/<timestamp>/live.m3u8`` with segments ``live%03d.ts`` (AAC in MPEG-TS, 48 kHz,
 about 10 s each, written by ffmpeg). When a node restarts it starts a new folder and rewrites
 ``latest.txt`` (after its first segment is uploaded). :class:`OrcasoundResolver` is the
-:class:`~streamsep.sources.hls.follower.Resolver` that reads it;
+:class:`~streamsep.sources.hls.settings.Resolver` that reads it;
 :class:`~streamsep.sources.hls.follower.HlsSource` asks it again
 whenever the playlist stalls, ends or fails, and treats a new folder as a stream restart.
 """
@@ -14,13 +14,16 @@ whenever the playlist stalls, ends or fails, and treats a new folder as a stream
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from streamsep.engine.ringbuffer import RingLike
-from streamsep.sources.hls.follower import HlsSettings, HlsSource
-from streamsep.sources.hls.playlist import Fetch, HlsError, UrlFetcher
+from streamsep.sources.hls.fetch import SCHEMES, Fetch, HttpFetcher
+from streamsep.sources.hls.follower import HlsSource
+from streamsep.sources.hls.playlist import HlsError
+from streamsep.sources.hls.settings import HlsSettings
 from streamsep.validate import check_str, fail
 
 __all__ = [
@@ -48,15 +51,15 @@ class OrcasoundSettings:
     node: str = "rpi_orcasound_lab"
     """Node name, e.g. ``rpi_bush_point``."""
     base_url: str = DEFAULT_BASE_URL
-    """URL of the folder holding the nodes (``http``, ``https`` or ``file``)."""
+    """URL of the folder holding the nodes (``http`` or ``https``)."""
 
     def __post_init__(self) -> None:
         check_str("source.node", self.node)
         if not _NODE.fullmatch(self.node):
             raise fail("source.node", "a node name like rpi_orcasound_lab", self.node)
         check_str("source.base_url", self.base_url)
-        if self.base_url.split(":", 1)[0] not in ("http", "https", "file"):
-            raise fail("source.base_url", "an http, https or file URL", self.base_url)
+        if self.base_url.split(":", 1)[0].lower() not in SCHEMES:
+            raise fail("source.base_url", "an http or https URL", self.base_url)
 
 
 class OrcasoundResolver:
@@ -69,11 +72,14 @@ class OrcasoundResolver:
     base_url : str
         Folder of the nodes.
     fetch : callable, optional
-        ``fetch(url) -> bytes`` raising :class:`~streamsep.sources.hls.playlist.FetchError`;
-        default:
-        ``urllib`` with ``timeout_seconds``.
+        ``fetch(url) -> bytes`` raising :class:`~streamsep.sources.hls.fetch.FetchError`;
+        default: an :class:`~streamsep.sources.hls.fetch.HttpFetcher` with
+        ``timeout_seconds`` and ``cancel``.
     timeout_seconds : float
-        Request timeout of the default fetch, seconds.
+        Total deadline of a request of the default fetch, seconds.
+    cancel : threading.Event, optional
+        Ends a request of the default fetch at once when set: pass the
+        :class:`~streamsep.sources.hls.follower.HlsSource`'s ``cancel``.
     """
 
     def __init__(
@@ -83,11 +89,12 @@ class OrcasoundResolver:
         *,
         fetch: Fetch | None = None,
         timeout_seconds: float = 10.0,
+        cancel: threading.Event | None = None,
     ) -> None:
         settings = OrcasoundSettings(node, base_url)  # validates
         self.node = settings.node
         self.base_url = settings.base_url.rstrip("/")
-        self._fetch: Fetch = fetch or UrlFetcher(timeout_seconds, _LATEST_BYTES)
+        self._fetch: Fetch = fetch or HttpFetcher(timeout_seconds, _LATEST_BYTES, cancel=cancel)
         self.timestamp: int | None = None
         """The stream folder found by the last :meth:`resolve` (Unix seconds)."""
 
@@ -130,10 +137,16 @@ def orcasound_source(
     on_anchor: Callable[[int, int], None] | None = None,
 ) -> HlsSource:
     """An :class:`~streamsep.sources.hls.follower.HlsSource` following node ``settings.node``;
-    ``fetch`` (also
-    used for ``latest.txt``) and ``on_anchor`` are passed on to it."""
+    ``fetch`` (also used for ``latest.txt``) and ``on_anchor`` are passed on to it. Its
+    :meth:`~streamsep.sources.hls.follower.HlsSource.stop` also cancels a ``latest.txt``
+    request in flight."""
     hls = hls or HlsSettings()
+    cancel = threading.Event()
     resolver = OrcasoundResolver(
-        settings.node, settings.base_url, fetch=fetch, timeout_seconds=hls.timeout_seconds
+        settings.node,
+        settings.base_url,
+        fetch=fetch,
+        timeout_seconds=hls.timeout_seconds,
+        cancel=cancel,
     )
-    return HlsSource(resolver, ring, hls, fetch=fetch, on_anchor=on_anchor)
+    return HlsSource(resolver, ring, hls, fetch=fetch, on_anchor=on_anchor, cancel=cancel)

@@ -1,4 +1,4 @@
-"""HLS media playlists (RFC 8216) as far as a live audio follower needs them, and HTTP fetching.
+"""HLS media playlists (RFC 8216) as far as a live audio follower needs them.
 
 :func:`parse_playlist` reads a media playlist (or a master playlist, whose variants it lists)
 into a :class:`Playlist`: target duration, media sequence, segments with their sequence number,
@@ -6,41 +6,29 @@ absolute URI, ``EXTINF`` duration, ``EXT-X-DISCONTINUITY`` and ``EXT-X-PROGRAM-D
 (carried forward over the following segments by their durations, as RFC 8216 4.3.2.6 says),
 and ``EXT-X-ENDLIST``. Encrypted segments (``EXT-X-KEY`` other than ``NONE``), byte ranges and
 fMP4 initialisation sections (``EXT-X-MAP``) are refused with an :class:`HlsError`: Orcasound
-and ffmpeg's HLS and segment muxers use none of them.
-
-:class:`UrlFetcher` is the default fetch seam: ``fetch(url) -> bytes`` over ``urllib.request``
-with a timeout and a size cap; every failure is a :class:`FetchError` (with the HTTP status
-when there is one).
+and ffmpeg's HLS and segment muxers use none of them. URIs are resolved against the playlist's
+URL but not checked here: :mod:`streamsep.sources.hls.fetch` refuses any that is not
+``http``/``https`` when it is about to be fetched.
 """
 
 from __future__ import annotations
 
 import calendar
-import http.client
 import re
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 from streamsep.errors import CaptureError
-from streamsep.version import __version__
 
 __all__ = [
     "HlsError",
-    "FetchError",
     "Segment",
     "Playlist",
     "parse_playlist",
     "parse_program_date_time",
-    "Fetch",
-    "UrlFetcher",
 ]
 
-_USER_AGENT: Final = f"streamsep/{__version__}"
-_SCHEMES: Final = ("http", "https", "file")
 _DATE_TIME: Final = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
     r"(Z|z|[+-]\d{2}(?::?\d{2})?)?"
@@ -49,21 +37,9 @@ _DATE_TIME: Final = re.compile(
 _SIMPLE_NAME: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _NEVER: Final = re.compile(r"(?!)")
 
-Fetch = Callable[[str], bytes]
-"""``fetch(url) -> body``; raises :class:`FetchError`. Called on the source thread only."""
-
 
 class HlsError(CaptureError):
     """A playlist or segment is unusable (malformed, unsupported, undecodable)."""
-
-
-class FetchError(HlsError):
-    """An HTTP request failed: ``status`` is the HTTP status, or None for a network error."""
-
-    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.url = url
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -164,8 +140,8 @@ def parse_playlist(text: str | bytes, url: str) -> Playlist:
     Raises
     ------
     HlsError
-        If it is not an M3U8 playlist, a tag is malformed, a segment has no ``EXTINF``, the
-        target duration is missing, or it uses encryption, byte ranges or ``EXT-X-MAP``.
+        If it is not an M3U8 playlist, a tag or URI is malformed, a segment has no ``EXTINF``,
+        the target duration is missing, or it uses encryption, byte ranges or ``EXT-X-MAP``.
     """
     if isinstance(text, bytes):
         try:
@@ -192,7 +168,10 @@ def parse_playlist(text: str | bytes, url: str) -> Playlist:
     variant_next = False
     for line_no, line in lines[1:]:
         if not line.startswith("#"):
-            uri = base + line if simple.fullmatch(line) else urljoin(url, line)
+            try:
+                uri = base + line if simple.fullmatch(line) else urljoin(url, line)
+            except ValueError:  # e.g. "http://[::1": urllib's "Invalid IPv6 URL"
+                raise HlsError(f"line {line_no}: bad URI {line[:80]!r}") from None
             if variant_next:
                 variants.append(uri)
                 variant_next = False
@@ -238,50 +217,3 @@ def parse_playlist(text: str | bytes, url: str) -> Playlist:
         segments.append(Segment(media_sequence + i, uri, seconds, disc, stamp))
         carried = None if stamp is None else stamp + round(seconds * 1e9)
     return Playlist(url, target, media_sequence, tuple(segments), endlist, tuple(variants))
-
-
-class UrlFetcher:
-    """``fetch(url) -> bytes`` with ``urllib.request`` (the default :data:`Fetch`).
-
-    Parameters
-    ----------
-    timeout_seconds : float
-        Socket timeout of each request, seconds.
-    max_bytes : int
-        Larger bodies are refused (bounded memory).
-    """
-
-    def __init__(self, timeout_seconds: float = 10.0, max_bytes: int = 64 << 20) -> None:
-        self.timeout_seconds = timeout_seconds
-        self.max_bytes = max_bytes
-
-    def __call__(self, url: str) -> bytes:
-        """GET ``url``.
-
-        Raises
-        ------
-        FetchError
-            On an HTTP error status, a network error or timeout, or an oversized body.
-        """
-        scheme = urlsplit(url).scheme
-        if scheme not in _SCHEMES:
-            raise FetchError(f"unsupported URL scheme {scheme!r}: {url}", url=url)
-        request = urllib.request.Request(
-            url, headers={"User-Agent": _USER_AGENT, "Cache-Control": "no-cache"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
-                body: bytes = response.read(self.max_bytes + 1)
-        except urllib.error.HTTPError as e:
-            raise FetchError(f"HTTP {e.code} for {url}", url=url, status=e.code) from None
-        except urllib.error.URLError as e:
-            raise FetchError(f"cannot fetch {url}: {e.reason}", url=url) from None
-        except TimeoutError:
-            raise FetchError(
-                f"timed out after {self.timeout_seconds:g} s: {url}", url=url
-            ) from None
-        except (OSError, http.client.HTTPException) as e:
-            raise FetchError(f"cannot fetch {url}: {e or type(e).__name__}", url=url) from None
-        if len(body) > self.max_bytes:
-            raise FetchError(f"more than {self.max_bytes} bytes: {url}", url=url)
-        return body

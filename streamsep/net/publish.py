@@ -142,7 +142,8 @@ class Publisher:
         all_topics = [*names, proto.LEVELS_TOPIC, proto.STATUS_TOPIC]
         self._gate = SubscriptionGate(all_topics)
         self._max_inbound_bytes = max_inbound_bytes(all_topics, curve=self._keys is not None)
-        self._drop_log = LogThrottle(_DROP_LOG_SECONDS)
+        self._drop_log = LogThrottle(_DROP_LOG_SECONDS)  # refused by ZeroMQ
+        self._queue_log = LogThrottle(_DROP_LOG_SECONDS)  # dropped from the hand-off queue
         self._queue_drops_logged = 0
         self._queue: queue.Queue[OutputChunk | None] = queue.Queue(settings.queue_chunks)
         self._stop = threading.Event()
@@ -386,7 +387,7 @@ class Publisher:
         if dropped == self._queue_drops_logged:
             return
         new, self._queue_drops_logged = dropped - self._queue_drops_logged, dropped
-        if (suppressed := self._drop_log.hit()) is not None:
+        if (suppressed := self._queue_log.hit()) is not None:
             _LOGGER.warning(
                 "publisher: hand-off queue full (%d chunks): dropped the %d oldest chunks; "
                 "%d samples dropped in all, %d drops since the last report",

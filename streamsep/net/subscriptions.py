@@ -38,10 +38,11 @@ _LOGGER = logging.getLogger(__name__)
 LOG_INTERVAL_SECONDS: Final = 10.0
 """Least time between two log lines about rejected subscriptions, seconds."""
 NULL_HANDSHAKE_BYTES: Final = 64
-"""Inbound message limit without CURVE: room for the ZMTP ``READY`` command (28 bytes from
-libzmq's SUB) and any valid subscription of a short topic, bytes."""
+"""Inbound message limit without CURVE: room for the ZMTP ``READY`` command (libzmq 4.3.5's SUB
+needs a limit of at least 27) and any valid subscription of a short topic, bytes."""
 CURVE_HANDSHAKE_BYTES: Final = 512
-"""Inbound message limit with CURVE: its ``INITIATE`` command is about 300 bytes, bytes."""
+"""Inbound message limit with CURVE: its ``INITIATE`` command needs a limit of at least 278
+with libzmq 4.3.5, bytes."""
 _CURVE_MESSAGE_OVERHEAD: Final = 33  # MESSAGE command: name, nonce, MAC, flags
 _SHOWN_BYTES: Final = 40  # of a rejected prefix in the log
 

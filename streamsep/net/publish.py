@@ -376,7 +376,8 @@ class Publisher:
         if (suppressed := self._drop_log.hit()) is not None:
             _LOGGER.warning(
                 "publisher: %s: dropped %d samples at %d: a subscriber's queue is full "
-                "(hwm %d messages); %d samples dropped in all, %d drops since the last report",
+                "(hwm %d messages); %d samples dropped in all, %d drops not logged since the "
+                "last report",
                 *(topic.name, header.n_frames, first_sample, self.settings.hwm),
                 *(self._accounting.samples_dropped(), suppressed),
             )
@@ -390,7 +391,7 @@ class Publisher:
         if (suppressed := self._queue_log.hit()) is not None:
             _LOGGER.warning(
                 "publisher: hand-off queue full (%d chunks): dropped the %d oldest chunks; "
-                "%d samples dropped in all, %d drops since the last report",
+                "%d samples dropped in all, %d drops not logged since the last report",
                 *(self.settings.queue_chunks, new, self._accounting.samples_dropped(), suppressed),
             )
 

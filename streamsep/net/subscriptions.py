@@ -80,8 +80,8 @@ class SubscriptionGate:
         self.active = 0
         """Valid subscriptions minus valid unsubscriptions (a subscriber leaving sends them)."""
         self.rejected = 0
-        """Messages not applied: prefixes of no published topic, and anything not a
-        subscription."""
+        """Subscriptions to prefixes of no published topic, and messages that are neither a
+        subscription nor an unsubscription (their unsubscriptions are ignored)."""
         self._open_at_end: int | None = None  # active subscriptions when the end was first sent
         self._withdrawn_since_end = 0
         self._throttle = LogThrottle(LOG_INTERVAL_SECONDS)
@@ -101,6 +101,8 @@ class SubscriptionGate:
 
     def _handle(self, sock: zmq.Socket[bytes], message: bytes) -> None:
         kind, prefix = message[:1], message[1:]
+        if kind == b"\x00" and not self.accepts(prefix):
+            return  # withdraws what was never applied (libzmq sends these at a disconnect)
         if kind not in (b"\x00", b"\x01") or not self.accepts(prefix):
             self._reject(message)
             return
@@ -128,14 +130,15 @@ class SubscriptionGate:
         suppressed = self._throttle.hit()
         if suppressed is None:
             return
-        shown = message[1 : 1 + _SHOWN_BYTES]
-        what = {b"\x01": "subscription to", b"\x00": "unsubscription from"}.get(
-            message[:1], "message"
-        )
+        if message[:1] == b"\x01":
+            what, body = "subscription to", message[1:]
+        else:
+            what, body = "message", message
+        cut = "..." if len(body) > _SHOWN_BYTES else ""
         _LOGGER.warning(
             "publisher: ignored %s %r%s: not a prefix of a published topic "
-            "(%d ignored, %d since the last report)",
-            *(what, shown, "..." if len(message) > 1 + _SHOWN_BYTES else "", total, suppressed),
+            "(%d ignored in all, %d not logged since the last report)",
+            *(what, body[:_SHOWN_BYTES], cut, total, suppressed),
         )
 
     def wait_for(self, n: int, timeout: float | None) -> bool:

@@ -498,6 +498,39 @@ def test_junk_subscriptions_are_counted_logged_and_never_applied(
     assert "junk.000000" in lines[0].getMessage()
 
 
+def test_messages_that_are_not_subscriptions_are_rejected(
+    ipc_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An XSUB peer may send anything upstream: each frame is counted and ignored, and the
+    publisher keeps serving its Subscriber."""
+    caplog.set_level(logging.WARNING, logger="streamsep.net.subscriptions")
+    h = _Harness(ipc_endpoint, status_seconds=0)
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    peer = context.socket(zmq.XSUB)
+    peer.setsockopt(zmq.LINGER, 0)
+    peer.connect(ipc_endpoint)
+
+    def send_garbage() -> None:
+        for frames in ([b"hello"], [b"\x02audio.a"], [b""], [b"\x01audio.zz", b"\x01audio.a"]):
+            peer.send_multipart(frames)
+        peer.send(b"\x01status")  # a valid one, after the rest
+        assert h.publisher.wait_for_subscribers(2, 10)
+
+    try:
+        chunks = _stream_and_collect(h, 10, send_garbage)
+        stats = h.publisher.stats()
+    finally:
+        peer.close()
+        context.term()
+        h.close()
+    _assert_every_sample(chunks, 1000)
+    assert stats["subscriptions_rejected"] == 4  # frames of a multipart message count alone
+    # the Subscriber's "audio.a", then the peer's "audio.a" (libzmq parses the second frame of
+    # a message that starts with a subscription as one) and "status"
+    assert stats["active_subscriptions"] == 3
+    assert "ignored message b'hello'" in caplog.text
+
+
 def test_oversized_subscriptions_disconnect_the_client_and_cost_no_memory(
     ipc_endpoint: str, tmp_path: Path
 ) -> None:

@@ -108,15 +108,18 @@ class SubscriptionGate:
             return
         # Manual mode: applies to the connection the message came from (libzmq's "last pipe");
         # after a disconnect libzmq sends its unsubscriptions with no pipe, and this is a no-op.
+        try:
+            sock.setsockopt(zmq.SUBSCRIBE if kind == b"\x01" else zmq.UNSUBSCRIBE, prefix)
+        except zmq.ZMQError as e:  # not expected; one message must not end the thread
+            _LOGGER.warning("publisher: cannot apply %r: %s", message[:_SHOWN_BYTES], e)
+            return
         if kind == b"\x01":
-            sock.setsockopt(zmq.SUBSCRIBE, prefix)
             _LOGGER.debug("subscription to %r", prefix)
             with self._changed:
                 self.accepted += 1
                 self.active += 1
                 self._changed.notify_all()
         else:
-            sock.setsockopt(zmq.UNSUBSCRIBE, prefix)
             _LOGGER.debug("unsubscription from %r", prefix)
             with self._changed:
                 self.active -= 1

@@ -14,7 +14,7 @@ _LAZY = {
     "DaemonSettings": ("streamsep.daemon.config", "DaemonSettings"),
     "load_config": ("streamsep.daemon.config", "load_config"),
     "Pipeline": ("streamsep.engine.pipeline", "Pipeline"),
-    "PublishSettings": ("streamsep.net.publish", "PublishSettings"),
+    "PublishSettings": ("streamsep.net.publish_settings", "PublishSettings"),
     "Publisher": ("streamsep.net.publish", "Publisher"),
     "Subscriber": ("streamsep.net.subscribe", "Subscriber"),
 }

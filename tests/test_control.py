@@ -3,7 +3,9 @@ status."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ import zmq
 from streamsep.cli.stream import FileStreamer
 from streamsep.engine.offline import Separator
 from streamsep.errors import StreamsepError
-from streamsep.net.control import ControlServer, ControlSettings, request
+from streamsep.net.control import MAX_MESSAGE_BYTES, ControlServer, ControlSettings, request
 from streamsep.net.publish import PublishSettings
 from streamsep.net.security import load_client_keys, make_keys
 
@@ -31,9 +33,10 @@ def test_status_ping_and_errors() -> None:
         endpoint = server.bound_endpoint
         assert request(endpoint, {"cmd": "status"}) == {
             "ok": True,
+            "version": 1,
             "status": {"uptime_seconds": 1.5},
         }
-        assert request(endpoint, {"cmd": "ping"}) == {"ok": True}
+        assert request(endpoint, {"cmd": "ping"}) == {"ok": True, "version": 1}
         reply = request(endpoint, {"cmd": "reboot"})
         assert reply["ok"] is False and "unknown command 'reboot'" in reply["error"]
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -53,7 +56,7 @@ def test_a_failing_status_callback_is_reported(ipc_endpoint: str) -> None:
 
     with ControlServer(ControlSettings(ipc_endpoint), broken):
         reply = request(ipc_endpoint, {"cmd": "status"})
-    assert reply == {"ok": False, "error": "status failed: boom"}
+    assert reply == {"ok": False, "version": 1, "error": "status failed: boom"}
 
 
 def test_bind_failure_is_raised_by_start(ipc_endpoint: str) -> None:
@@ -103,3 +106,114 @@ def test_file_streamer_status(tmp_path: Path, rng: np.random.Generator, ipc_endp
         "orca_vocals",
         "noise",
     ]
+
+
+def _raw_request(endpoint: str, frames: list[bytes], timeout: float = 5.0) -> dict[str, Any] | None:
+    """Send ``frames`` as one REQ request; the JSON reply, or None if none came."""
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = context.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send_multipart(frames)
+        if not sock.poll(int(timeout * 1000)):
+            return None
+        reply_frames = sock.recv_multipart()
+        assert len(reply_frames) == 1, reply_frames
+        reply = json.loads(reply_frames[0])
+        assert isinstance(reply, dict)
+        return reply
+    finally:
+        sock.close()
+        context.term()
+
+
+MALFORMED: list[tuple[str, list[bytes], str]] = [
+    ("two frames", [b'{"cmd": "ping"}', b'{"cmd": "ping"}'], "expected a request of 1 frame"),
+    ("empty frame", [b""], "not JSON"),
+    ("not JSON", [b"not json"], "not JSON"),
+    ("not UTF-8", [b'{"cmd": "\xff\xfe"}'], "not UTF-8"),
+    ("UTF-16 JSON", ['{"cmd": "ping"}'.encode("utf-16")], "not UTF-8"),
+    ("deeply nested", [b"[" * 10000 + b"]" * 10000], "request too large"),
+    ("nested under the size limit", [b"[" * 5000 + b"]" * 5000], "nested too deeply"),
+    ("5000-digit integer", [b'{"cmd": ' + b"9" * 5000 + b"}"], "not JSON"),
+    ("array", [b'["ping"]'], "must be a JSON object, got an array"),
+    ("string", [b'"ping"'], "must be a JSON object, got a string"),
+    ("number", [b"42"], "must be a JSON object, got a number"),
+    ("null", [b"null"], "must be a JSON object, got null"),
+    ("no cmd", [b'{"command": "ping"}'], "unknown command None"),
+    ("cmd not a string", [b'{"cmd": {"nested": [1, 2]}}'], "unknown command {'nested'"),
+    ("unknown command", [b'{"cmd": "reboot"}'], "unknown command 'reboot'"),
+    ("huge string", [json.dumps({"cmd": "x" * 60000}).encode()], "request too large"),
+    ("huge command under the limit", [json.dumps({"cmd": "x" * 9000}).encode()], "'xxxx"),
+    ("NaN", [b'{"cmd": NaN}'], "unknown command nan"),
+    ("truncated", [b'{"cmd": "pi'], "not JSON"),
+]
+
+
+@pytest.mark.parametrize(
+    "frames, expected", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_malformed_requests_get_one_error_reply_and_the_endpoint_keeps_serving(
+    ipc_endpoint: str, frames: list[bytes], expected: str
+) -> None:
+    with ControlServer(ControlSettings(ipc_endpoint), dict) as server:
+        reply = _raw_request(ipc_endpoint, frames)
+        assert reply is not None, "no reply"
+        assert reply["ok"] is False and reply["version"] == 1
+        assert expected in reply["error"]
+        assert len(reply["error"]) < 200  # the client's bytes are not echoed back at length
+        assert request(ipc_endpoint, {"cmd": "ping"}) == {"ok": True, "version": 1}
+        health = server.health()
+    assert health["alive"] and health["requests"] == 2 and health["errors"] == 1
+    assert health["last_error"] is not None and expected in health["last_error"]
+
+
+def test_every_malformed_request_in_a_row_then_ping(ipc_endpoint: str) -> None:
+    with ControlServer(ControlSettings(ipc_endpoint), lambda: {"a": 1}) as server:
+        for name, frames, expected in MALFORMED:
+            reply = _raw_request(ipc_endpoint, frames)
+            assert reply is not None and expected in reply["error"], name
+            assert request(ipc_endpoint, {"cmd": "ping"})["ok"] is True, name
+        assert request(ipc_endpoint, {"cmd": "status"})["status"] == {"a": 1}
+        health = server.health()
+    assert health == {
+        "alive": True,
+        "requests": 2 * len(MALFORMED) + 1,
+        "errors": len(MALFORMED),
+        "last_error": health["last_error"],
+    }
+    assert not server.health()["alive"]  # stopped
+
+
+def test_a_frame_over_the_message_limit_disconnects_only_that_peer(ipc_endpoint: str) -> None:
+    with ControlServer(ControlSettings(ipc_endpoint), dict) as server:
+        assert _raw_request(ipc_endpoint, [b"x" * (MAX_MESSAGE_BYTES + 1)], timeout=0.5) is None
+        assert request(ipc_endpoint, {"cmd": "ping"}) == {"ok": True, "version": 1}
+        assert server.health()["alive"]
+
+
+def test_requests_without_a_req_envelope_are_ignored(ipc_endpoint: str) -> None:
+    """A DEALER that skips the empty delimiter frame: libzmq's REP drops the message."""
+    with ControlServer(ControlSettings(ipc_endpoint), dict) as server:
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        dealer = context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(ipc_endpoint)
+        dealer.send_multipart([b'{"cmd": "ping"}'])
+        dealer.send_multipart([b"", b"\xff", b"more"])  # delimiter, then two frames
+        assert dealer.poll(5000)
+        reply = json.loads(dealer.recv_multipart()[-1])
+        assert "expected a request of 1 frame, got 2" in reply["error"]
+        dealer.close()
+        context.term()
+        assert request(ipc_endpoint, {"cmd": "ping"}) == {"ok": True, "version": 1}
+        assert server.health()["alive"]
+
+
+def test_a_status_that_is_not_json_is_an_error_reply(ipc_endpoint: str) -> None:
+    with ControlServer(ControlSettings(ipc_endpoint), lambda: {"x": float("nan")}) as server:
+        reply = request(ipc_endpoint, {"cmd": "status"})
+        assert reply["ok"] is False and "status failed" in reply["error"]
+        assert request(ipc_endpoint, {"cmd": "ping"})["ok"] is True
+        assert server.health()["errors"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -102,6 +103,42 @@ def test_int16_scaling_is_symmetric_and_clipped() -> None:
     header = _header(n_frames=ramp.shape[0], n_channels=1, sample_format=proto.FORMAT_INT16)
     err = proto.decode_samples(proto.encode_samples(ramp, proto.FORMAT_INT16), header) - ramp
     assert np.abs(err).max() <= 0.5 / 32767 + 1e-7
+
+
+def _round_half_even(q: Fraction) -> int:
+    floor = q.numerator // q.denominator
+    rest = q - floor
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and floor % 2):
+        return floor + 1
+    return floor
+
+
+def test_int16_follows_the_formula_exactly_at_half_lsb_boundaries() -> None:
+    """``round(clip(x, -1, 1) * 32767)``, half to even, as the spec writes it: the float32
+    values nearest to every (k + 0.5) / 32767 and their neighbours, against exact rational
+    arithmetic. A float32 product rounds some of them the wrong way (error 0.5005 LSB)."""
+    k = np.arange(-32767, 32767, dtype=np.float64)
+    centre = ((k + 0.5) / 32767).astype(np.float32)
+    x = np.concatenate([np.nextafter(centre, np.float32(-2)), centre, np.nextafter(centre, 2)])
+    x = np.concatenate([x, np.float32([0.5 / 32767, -0.5 / 32767, 1.5 / 32767, 1, -1])])
+    ints = np.frombuffer(proto.encode_samples(x[:, None], proto.FORMAT_INT16), "<i2")
+    exact = [_round_half_even(Fraction(float(v)) * 32767) for v in x]
+    np.testing.assert_array_equal(ints, exact)
+    error = np.abs(ints - x.astype(np.float64) * 32767)
+    assert error.max() <= 0.5
+    float32_product = np.rint(x * np.float32(32767)).astype(np.int16)
+    assert np.count_nonzero(float32_product != ints) > 0  # the bug this test guards against
+
+
+def test_int16_of_non_finite_values() -> None:
+    x = np.array([[np.nan], [np.inf], [-np.inf]], np.float32)
+    ints = np.frombuffer(proto.encode_samples(x, proto.FORMAT_INT16), "<i2")
+    np.testing.assert_array_equal(ints, [0, 32767, -32767])
+
+
+def test_json_version_is_the_protocol_version_whatever_the_body_says() -> None:
+    _, body = proto.decode_json(proto.encode_json("status", {"version": "0.1.0", "a": 1}))
+    assert body == {"version": 1, "a": 1}
 
 
 @pytest.mark.parametrize(

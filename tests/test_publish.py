@@ -29,7 +29,7 @@ from streamsep.net import protocol as proto
 from streamsep.net.control import ControlSettings
 from streamsep.net.publish import Publisher, PublishSettings
 from streamsep.net.security import make_keys
-from streamsep.net.subscribe import Chunk, Subscriber
+from streamsep.net.subscribe import Chunk, JsonMessage, Subscriber
 
 from ._net import free_tcp_endpoint, ipc_endpoint, spec_collect
 from .conftest import MODELS, ROOT
@@ -300,7 +300,10 @@ class _Harness:
         self.sub.close()
 
 
-def test_full_queue_drops_oldest_and_the_next_message_reports_the_gap(ipc_endpoint: str) -> None:
+def test_full_queue_drops_oldest_and_the_next_message_reports_the_gap(
+    ipc_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="streamsep.net.publish")
     h = _Harness(ipc_endpoint, queue_chunks=2)
     try:
         h.write(0, 100)
@@ -318,6 +321,7 @@ def test_full_queue_drops_oldest_and_the_next_message_reports_the_gap(ipc_endpoi
         assert after.first_sample == 400 and after.header.sequence == 1
         assert after.header.has(proto.FLAG_GAP) and after.header.lost_samples == 300
         assert after.missing == 300 and after.missing_messages == 0
+        assert "hand-off queue full (2 chunks): dropped the 3 oldest chunks" in caplog.text
         last = h.recv()
         assert last.first_sample == 500 and not last.gap
         h.publisher.close()
@@ -400,6 +404,239 @@ def test_write_never_blocks_before_start_or_after_failure(ipc_endpoint: str) -> 
     assert stats["queue_dropped_chunks"] == 8 and stats["queue_depth"] == 3  # 2 chunks + end
 
 
+def test_status_messages_carry_the_protocol_version(ipc_endpoint: str) -> None:
+    """The status callback's keys are merged, but never over the publisher's own: a daemon's
+    package version once replaced the protocol version and subscribers rejected every one."""
+    from streamsep.version import __version__
+
+    def status() -> dict[str, Any]:
+        return {"version": "0.1.0", "state": "reconnecting", "time_ns": 0, "extra": 1}
+
+    settings = PublishSettings(endpoints=[ipc_endpoint], status_seconds=0.01, levels_seconds=0)
+    publisher = Publisher(settings, stems=("a",), sample_rate=8000, n_channels=1, status=status)
+    with publisher, Subscriber(ipc_endpoint, [], status=True) as sub:
+        assert publisher.wait_for_subscribers(1, 10)
+        message = sub.recv(10)
+        assert isinstance(message, JsonMessage) and message.topic == "status"
+        body = message.body
+    assert body["version"] == proto.VERSION == 1
+    assert body["state"] == "running" and body["time_ns"] > 0 and body["extra"] == 1
+    assert body["package_version"] == __version__
+    assert body["publisher"]["subscriptions"] == 1
+
+
+# -- subscription flooding (issue 18, defect 6) -----------------------------------------------
+
+
+def _rss_mib() -> float:
+    """Resident memory of this process, MiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _stream_and_collect(h: _Harness, n_chunks: int, during: Any) -> list[Chunk]:
+    """Publish ``n_chunks`` of 100 samples on stem a while ``during()`` runs, then the end;
+    returns what the harness's Subscriber received."""
+    for k in range(n_chunks // 2):
+        h.write(100 * k, 100)
+    during()
+    for k in range(n_chunks // 2, n_chunks):
+        h.write(100 * k, 100, end_of_stream=k == n_chunks - 1)
+    chunks = []
+    while not h.sub.ended:
+        chunks.append(h.recv())
+    return chunks
+
+
+def _assert_every_sample(chunks: list[Chunk], n_samples: int) -> None:
+    assert sum(c.n_samples for c in chunks) == n_samples
+    assert [c.header.sequence for c in chunks] == list(range(len(chunks)))
+    assert all(c.missing == 0 and not c.gap for c in chunks)
+    assert chunks[-1].end_of_stream and chunks[-1].end_sample == n_samples
+
+
+def test_junk_subscriptions_are_counted_logged_and_never_applied(
+    ipc_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """3000 distinct subscriptions to no published topic, each under the size limit: none is
+    applied or counted as a subscription, a line or two of log, and the Subscriber of the same
+    publisher gets every sample."""
+    caplog.set_level(logging.WARNING, logger="streamsep.net.subscriptions")
+    n_junk, batch = 3000, 500
+    h = _Harness(ipc_endpoint, status_seconds=0)
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    junk = context.socket(zmq.SUB)
+    junk.setsockopt(zmq.LINGER, 0)
+    junk.connect(ipc_endpoint)
+    started = time.monotonic()
+
+    def flood() -> None:
+        for b in range(n_junk // batch):  # batches under the pipe's high-water mark
+            for i in range(batch):
+                junk.setsockopt(zmq.SUBSCRIBE, b"junk.%06d" % (b * batch + i) + os.urandom(8))
+            deadline = time.monotonic() + 20
+            while h.publisher.stats()["subscriptions_rejected"] < (b + 1) * batch:
+                assert time.monotonic() < deadline, h.publisher.stats()
+                junk.getsockopt(zmq.EVENTS)  # lets libzmq see the pipe drain
+                time.sleep(0.01)
+
+    try:
+        assert h.publisher.max_inbound_bytes >= len(b"\x01junk.000000") + 8
+        chunks = _stream_and_collect(h, 40, flood)
+        stats = h.publisher.stats()
+    finally:
+        junk.close()
+        context.term()
+        h.close()
+    _assert_every_sample(chunks, 4000)
+    assert stats["subscriptions_rejected"] == n_junk
+    assert stats["subscriptions"] == 1 and stats["active_subscriptions"] == 1  # the Subscriber
+    lines = [r for r in caplog.records if "ignored subscription to b'junk." in r.getMessage()]
+    assert 1 <= len(lines) <= 1 + (time.monotonic() - started) / 10  # rate-limited
+    assert "junk.000000" in lines[0].getMessage()
+
+
+def test_messages_that_are_not_subscriptions_are_rejected(
+    ipc_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An XSUB peer may send anything upstream: each frame is counted and ignored, and the
+    publisher keeps serving its Subscriber."""
+    caplog.set_level(logging.WARNING, logger="streamsep.net.subscriptions")
+    h = _Harness(ipc_endpoint, status_seconds=0)
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    peer = context.socket(zmq.XSUB)
+    peer.setsockopt(zmq.LINGER, 0)
+    peer.connect(ipc_endpoint)
+
+    def send_garbage() -> None:
+        for frames in ([b"hello"], [b"\x02audio.a"], [b""], [b"\x01audio.zz", b"\x01audio.a"]):
+            peer.send_multipart(frames)
+        peer.send(b"\x01status")  # a valid one, after the rest
+        assert h.publisher.wait_for_subscribers(2, 10)
+
+    try:
+        chunks = _stream_and_collect(h, 10, send_garbage)
+        stats = h.publisher.stats()
+    finally:
+        peer.close()
+        context.term()
+        h.close()
+    _assert_every_sample(chunks, 1000)
+    assert stats["subscriptions_rejected"] == 4  # frames of a multipart message count alone
+    # the Subscriber's "audio.a", then the peer's "audio.a" (libzmq parses the second frame of
+    # a message that starts with a subscription as one) and "status"
+    assert stats["active_subscriptions"] == 3
+    assert "ignored message b'hello'" in caplog.text
+
+
+def test_oversized_subscriptions_disconnect_the_client_and_cost_no_memory(
+    ipc_endpoint: str, tmp_path: Path
+) -> None:
+    """The issue's flood: distinct 1 KiB subscriptions from one client (another process). The
+    publisher keeps none (each is over its inbound message limit: libzmq disconnects that
+    client, which reconnects and is disconnected again); before the limit they took ~37 KiB
+    each in libzmq's subscription trie (2000: ~75 MiB)."""
+    n_junk = 2000
+    h = _Harness(ipc_endpoint, status_seconds=0)
+    assert h.publisher.max_inbound_bytes < 1024
+    script = tmp_path / "flood.py"
+    script.write_text(
+        "import os, sys, zmq\n"
+        "from zmq.utils.monitor import recv_monitor_message\n"
+        "c = zmq.Context(); s = c.socket(zmq.SUB); s.setsockopt(zmq.LINGER, 0)\n"
+        "m = s.get_monitor_socket(zmq.EVENT_DISCONNECTED)\n"
+        "s.connect(sys.argv[1])\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    s.setsockopt(zmq.SUBSCRIBE, b'%06d' % i + os.urandom(1018))\n"
+        "    if i % 100 == 0: s.getsockopt(zmq.EVENTS)\n"
+        "n = 0\n"
+        "while n < 3 and m.poll(10000):\n"
+        "    n += recv_monitor_message(m)['event'] == zmq.EVENT_DISCONNECTED\n"
+        "print(n)\n"
+    )
+    before = _rss_mib()
+    flood: list[str] = []
+
+    def run_flood() -> None:
+        done = subprocess.run(
+            [sys.executable, str(script), ipc_endpoint, str(n_junk)],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        flood.append(done.stdout.strip())
+
+    try:
+        chunks = _stream_and_collect(h, 40, run_flood)
+        grown = _rss_mib() - before
+        stats = h.publisher.stats()
+    finally:
+        h.close()
+    assert flood == ["3"]  # disconnected (and again after each reconnect)
+    _assert_every_sample(chunks, 4000)
+    assert stats["subscriptions"] == 1 and stats["active_subscriptions"] == 1
+    assert grown < 20, f"publisher process grew by {grown:.1f} MiB"
+
+
+def test_only_prefixes_of_published_topics_are_valid() -> None:
+    from streamsep.net.subscriptions import SubscriptionGate, max_inbound_bytes
+
+    gate = SubscriptionGate(["audio.a", "audio.mix", "levels", "status"])
+    for prefix in (b"", b"a", b"audio.", b"audio.a", b"audio.m", b"levels", b"stat"):
+        assert gate.accepts(prefix), prefix
+    for prefix in (b"audio.a2", b"audio.b", b"x", b"levels.", b"\x00", b"junk" * 100):
+        assert not gate.accepts(prefix), prefix
+    assert max_inbound_bytes(["audio.a"], curve=False) == 64
+    assert max_inbound_bytes(["audio." + "x" * 100], curve=False) == 107
+    assert max_inbound_bytes(["audio.a"], curve=True) == 512
+
+
+def test_log_throttle_counts_what_it_suppresses() -> None:
+    from streamsep.net.throttle import LogThrottle
+
+    now = [0.0]
+    throttle = LogThrottle(10.0, clock=lambda: now[0])
+    assert throttle.hit() == 0
+    assert [throttle.hit() for _ in range(5)] == [None] * 5
+    now[0] = 9.9
+    assert throttle.hit() is None
+    now[0] = 10.0
+    assert throttle.hit() == 6
+    assert throttle.hit() is None
+
+
+def test_dropped_messages_are_logged_rate_limited(
+    ipc_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A subscriber that never reads (tiny queues): the publisher's sends fail at the
+    high-water mark; the drops are counted and logged, one line per interval."""
+    caplog.set_level(logging.WARNING, logger="streamsep.net.publish")
+    h = _Harness(ipc_endpoint, hwm=1, status_seconds=0, end_timeout_seconds=0.5)
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    stalled = context.socket(zmq.SUB)
+    stalled.setsockopt(zmq.LINGER, 0)
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.RCVBUF, 4096)
+    stalled.setsockopt(zmq.SUBSCRIBE, b"audio.a")
+    stalled.connect(ipc_endpoint)
+    try:
+        assert h.publisher.wait_for_subscribers(2, 10)
+        for k in range(40):  # 32 KB messages, under the 64-chunk queue
+            h.write(8000 * k, 8000)
+        h.publisher.close()
+        assert h.publisher.wait(20)
+        stats = h.publisher.stats()
+    finally:
+        stalled.close()
+        context.term()
+        h.close()
+    dropped = stats["topics"]["audio.a"]["messages_dropped"]
+    assert dropped > 1 and stats["queue_dropped_chunks"] == 0
+    lines = [r.getMessage() for r in caplog.records if "queue is full (hwm" in r.getMessage()]
+    assert len(lines) == 1, lines  # rate-limited: one line for all of them, within 10 s
+    assert lines[0].startswith("publisher: audio.a: dropped 8000 samples at ")
+
+
 # -- acceptance 3: CURVE and the bind rule ------------------------------------------------------
 
 
@@ -415,7 +652,7 @@ def test_non_loopback_bind_without_curve_is_refused(
     monkeypatch.setattr(zmq, "Context", no_sockets)
     message = (
         f"refusing to bind {endpoint} without CURVE: anyone who can reach it could subscribe; "
-        "set publish.insecure = true to allow it"
+        "set publish.insecure = true (streamsep stream: --publish-insecure) to allow it"
     )
     with pytest.raises(ConfigError) as info:
         PublishSettings(endpoints=[endpoint])

@@ -116,3 +116,33 @@ def test_curve_keys_go_together(tmp_path: object) -> None:
         Subscriber("ipc:///nowhere", curve_server_key="server.key")
     with pytest.raises(ConfigError, match="key file not found"):
         Subscriber("ipc:///nowhere", curve_server_key="nope.key", curve_client_key="x")
+
+
+def test_a_subscriber_of_levels_and_status_acknowledges_every_prefix(ipc_endpoint: str) -> None:
+    """Every valid subscription counts for the end-of-stream wait, levels and status included;
+    the Subscriber withdraws them all once its audio topics ended, so the publisher closes long
+    before its end timeout."""
+    from streamsep.engine.pipeline import OutputChunk
+    from streamsep.net.publish import Publisher, PublishSettings
+
+    settings = PublishSettings(
+        endpoints=[ipc_endpoint], end_timeout_seconds=60, levels_seconds=0.01, status_seconds=0.01
+    )
+    publisher = Publisher(settings, stems=("a",), sample_rate=8000, n_channels=1)
+    publisher.start()
+    try:
+        with Subscriber(ipc_endpoint, ["a"], levels=True, status=True) as sub:
+            assert publisher.wait_for_subscribers(3, 10)
+            stems = np.full((1, 800, 1), 0.1, np.float32)
+            publisher.write(OutputChunk(0, stems, stems[0], end_of_stream=True))
+            publisher.close()
+            seen = set()
+            while not sub.ended:
+                message = sub.recv(10)
+                assert message is not None
+                seen.add(message.topic)
+            assert seen == {"audio.a", "levels", "status"}
+            assert publisher.wait(10)  # not 60 s: all three prefixes were withdrawn
+        assert publisher.stats()["subscriptions_rejected"] == 0
+    finally:
+        publisher.stop()

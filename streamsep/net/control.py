@@ -1,14 +1,20 @@
-"""Control endpoint: a REP socket on its own thread answering JSON requests.
+"""Control endpoint: a REP socket on its own thread answering JSON requests (``docs/protocol.md``
+section 9).
 
-Requests and replies are single-frame UTF-8 JSON objects:
+Requests and replies are single-frame UTF-8 JSON objects; every reply has ``ok`` and
+``version`` (the protocol version):
 
-* ``{"cmd": "status"}`` -> ``{"ok": true, "status": {...}}``, the dict returned by the
-  ``status`` callable (uptime, samples in and out, drops, latency, real-time factor, queue
-  depths, model: see :func:`streamsep.net.status.pipeline_status`).
-* ``{"cmd": "ping"}`` -> ``{"ok": true}``.
-* anything else -> ``{"ok": false, "error": "..."}``.
+* ``{"cmd": "status"}`` -> ``{"ok": true, "version": 1, "status": {...}}``, the dict returned
+  by the ``status`` callable (see :func:`streamsep.net.status.pipeline_status`).
+* ``{"cmd": "ping"}`` -> ``{"ok": true, "version": 1}``.
+* anything else -> ``{"ok": false, "version": 1, "error": "..."}``: one error reply per
+  request, whatever it holds (several frames, more than :data:`MAX_REQUEST_BYTES`, not UTF-8,
+  not JSON, nested too deeply, an integer too long to convert, not an object, an unknown or
+  missing ``cmd``). The thread catches per request and keeps serving. A frame over
+  :data:`MAX_MESSAGE_BYTES` never reaches it: libzmq disconnects that peer, with no reply.
 
 The bind rule of the publisher applies: a non-loopback endpoint needs CURVE or ``insecure``.
+:meth:`ControlServer.health` reports whether the thread is alive and what it served.
 """
 
 from __future__ import annotations
@@ -23,14 +29,25 @@ from typing import Any, Final
 import zmq
 
 from streamsep.errors import ConfigError, StreamsepError
+from streamsep.net import protocol as proto
 from streamsep.net.security import CurveClientKeys, CurveServerKeys, check_bind, load_server_keys
+from streamsep.net.throttle import LogThrottle
 
-__all__ = ["ControlSettings", "ControlServer", "request"]
+__all__ = ["MAX_REQUEST_BYTES", "MAX_MESSAGE_BYTES", "ControlSettings", "ControlServer", "request"]
 
 _LOGGER = logging.getLogger(__name__)
 
 _POLL_MS: Final = 100
 _START_TIMEOUT_SECONDS: Final = 10.0
+_LOG_INTERVAL_SECONDS: Final = 10.0  # least time between two log lines about bad requests
+_SHOWN_CHARS: Final = 80  # of a client's text quoted in an error reply
+
+MAX_REQUEST_BYTES: Final = 16384
+"""Longest request answered; a longer one (up to :data:`MAX_MESSAGE_BYTES`) gets an error."""
+MAX_MESSAGE_BYTES: Final = 65536
+"""``ZMQ_MAXMSGSIZE`` of the socket: a peer sending a longer frame is disconnected, bytes."""
+_JSON_TYPES: Final = {list: "an array", str: "a string", int: "a number", float: "a number",
+                      bool: "a boolean", type(None): "null"}  # fmt: skip
 
 StatusFunction = Callable[[], dict[str, Any]]
 """Returns a JSON-able status dict; called on the control thread."""
@@ -62,6 +79,15 @@ class ControlSettings:
         return self.server_secret_key_file is not None
 
 
+class _BadRequest(Exception):
+    """A request that gets an error reply (the message is the reply's ``error``)."""
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+
+
 class ControlServer:
     """Answers control requests on its own thread (``streamsep-control``).
 
@@ -85,6 +111,11 @@ class ControlServer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._errors = 0
+        self._last_error: str | None = None
+        self._log = LogThrottle(_LOG_INTERVAL_SECONDS)
         self.bound_endpoint: str | None = None
         """The endpoint actually bound (wildcard port resolved), set by :meth:`start`."""
 
@@ -122,6 +153,29 @@ class ControlServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the thread is serving (started, bound, not failed, not stopped)."""
+        return (
+            self._thread is not None
+            and self._thread.is_alive()
+            and self._ready.is_set()
+            and self._error is None
+            and not self._stop.is_set()
+        )
+
+    def health(self) -> dict[str, Any]:
+        """The endpoint's own health, safe from any thread: ``alive`` (bool), ``requests``
+        (answered, errors included), ``errors`` (error replies and failed sends), and
+        ``last_error`` (its text, or None)."""
+        with self._lock:
+            return {
+                "alive": self.alive,
+                "requests": self._requests,
+                "errors": self._errors,
+                "last_error": self._last_error,
+            }
+
     def _run(self) -> None:
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         auth = None
@@ -129,20 +183,15 @@ class ControlServer:
         try:
             if self._keys is not None:
                 auth = self._keys.start_authenticator(context)
-            sock = context.socket(zmq.REP)
-            sock.setsockopt(zmq.LINGER, 0)
-            if self._keys is not None:
-                self._keys.apply(sock)
-            try:
-                sock.bind(self.settings.endpoint)
-            except zmq.ZMQError as e:
-                raise StreamsepError(f"control: cannot bind {self.settings.endpoint}: {e}") from e
-            self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            sock = self._open(context)
             _LOGGER.info("control endpoint on %s", self.bound_endpoint)
             self._ready.set()
             while not self._stop.is_set():
                 if sock.poll(_POLL_MS, zmq.POLLIN):
-                    sock.send(json.dumps(self._answer(sock.recv())).encode())
+                    if not self._serve_one(sock):  # the socket is unusable: open a fresh one
+                        sock.close()
+                        sock = None
+                        sock = self._open(context)
         except BaseException as e:  # noqa: BLE001 - surfaced through start() and the log
             if self._ready.is_set():
                 _LOGGER.exception("control server failed")
@@ -155,23 +204,93 @@ class ControlServer:
                 auth.stop()
             context.term()
 
-    def _answer(self, raw: bytes) -> dict[str, Any]:
+    def _open(self, context: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[bytes]:
+        sock = context.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        if self._keys is not None:
+            self._keys.apply(sock)
+        endpoint = self.bound_endpoint or self.settings.endpoint
         try:
-            request = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            return {"ok": False, "error": f"request is not JSON: {e}"}
-        cmd = request.get("cmd") if isinstance(request, dict) else None
+            sock.bind(endpoint)
+        except zmq.ZMQError as e:
+            sock.close()
+            raise StreamsepError(f"control: cannot bind {endpoint}: {e}") from e
+        self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        return sock
+
+    def _serve_one(self, sock: zmq.Socket[bytes]) -> bool:
+        """Receive one request and send its one reply. Returns False if the socket failed
+        (then nothing more can be sent on it)."""
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return True
+        except zmq.ZMQError as e:
+            self._count_error(f"receive failed: {e}")
+            _LOGGER.warning("control: receive failed: %s; reopening the socket", e)
+            return False
+        try:
+            reply = self._answer(frames)
+        except _BadRequest as e:
+            reply = {"ok": False, "error": str(e)}
+            self._count_error(str(e))
+            if (suppressed := self._log.hit()) is not None:
+                _LOGGER.warning("control: bad request: %s (%d more since)", e, suppressed)
+        except Exception as e:  # noqa: BLE001 - one request must never end the thread
+            reply = {"ok": False, "error": f"internal error: {type(e).__name__}: {e}"}
+            self._count_error(reply["error"])
+            _LOGGER.exception("control: request failed")
+        with self._lock:
+            self._requests += 1
+        try:
+            sock.send(json.dumps({**reply, "version": proto.VERSION}, allow_nan=False).encode())
+        except zmq.ZMQError as e:
+            self._count_error(f"reply failed: {e}")
+            _LOGGER.warning("control: reply failed: %s; reopening the socket", e)
+            return False
+        return True
+
+    def _count_error(self, text: str) -> None:
+        with self._lock:
+            self._errors += 1
+            self._last_error = text[:200]
+
+    def _answer(self, frames: list[bytes]) -> dict[str, Any]:
+        """The reply to one request. Raises _BadRequest for anything malformed."""
+        if len(frames) != 1:
+            raise _BadRequest(f"expected a request of 1 frame, got {len(frames)}")
+        raw = frames[0]
+        if len(raw) > MAX_REQUEST_BYTES:
+            raise _BadRequest(f"request too large: {len(raw)} bytes, at most {MAX_REQUEST_BYTES}")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _BadRequest(f"request is not UTF-8: {e.reason} at byte {e.start}") from e
+        try:
+            request = json.loads(text)
+        except RecursionError as e:
+            raise _BadRequest("request is not JSON: nested too deeply") from e
+        except ValueError as e:  # JSONDecodeError, and integers too long to convert
+            raise _BadRequest(f"request is not JSON: {str(e)[:_SHOWN_CHARS]}") from e
+        if not isinstance(request, dict):
+            kind = _JSON_TYPES.get(type(request), type(request).__name__)
+            raise _BadRequest(f"request must be a JSON object, got {kind}")
+        cmd = request.get("cmd")
         if cmd == "ping":
             return {"ok": True}
         if cmd == "status":
-            try:
-                status = self._status()
-                json.dumps(status)
-            except Exception as e:  # noqa: BLE001 - reported to the client, logged here
-                _LOGGER.exception("status callback failed")
-                return {"ok": False, "error": f"status failed: {e}"}
-            return {"ok": True, "status": status}
-        return {"ok": False, "error": f"unknown command {cmd!r}; expected 'status' or 'ping'"}
+            return {"ok": True, "status": self._status_snapshot()}
+        raise _BadRequest(f"unknown command {_shown(cmd)}; expected 'status' or 'ping'")
+
+    def _status_snapshot(self) -> dict[str, Any]:
+        try:
+            status = self._status()
+            json.dumps(status, allow_nan=False)
+        except Exception as e:  # noqa: BLE001 - reported to the client, logged here
+            _LOGGER.exception("status callback failed")
+            raise _BadRequest(f"status failed: {e}") from e
+        return status
 
 
 def request(
@@ -209,7 +328,10 @@ def request(
         sock.send(json.dumps(body).encode())
         if not sock.poll(int(timeout * 1000), zmq.POLLIN):
             raise StreamsepError(f"control: no reply from {endpoint} within {timeout} s")
-        reply = json.loads(sock.recv())
+        try:
+            reply = json.loads(sock.recv())
+        except (ValueError, RecursionError) as e:
+            raise StreamsepError(f"control: reply from {endpoint} is not JSON: {e}") from e
         if not isinstance(reply, dict):
             raise StreamsepError(f"control: expected a JSON object, got {reply!r}")
         return reply

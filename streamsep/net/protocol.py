@@ -71,7 +71,8 @@ FLAG_CLIPPED: Final = 1 << 3
 FORMAT_FLOAT32: Final = 1
 """Sample format code: IEEE-754 float32, little-endian, full scale 1.0."""
 FORMAT_INT16: Final = 2
-"""Sample format code: signed 16-bit little-endian, ``round(clip(x, -1, 1) * 32767)``."""
+"""Sample format code: signed 16-bit little-endian, ``round(clip(x, -1, 1) * 32767)``
+(computed in float64)."""
 SAMPLE_FORMATS: Final = {"float32": FORMAT_FLOAT32, "int16": FORMAT_INT16}
 """Setting name -> sample format code."""
 _DTYPES: Final[dict[int, np.dtype[Any]]] = {
@@ -187,14 +188,15 @@ def audio_topic(stem: str) -> str:
 def encode_samples(samples: NDArray[np.floating], sample_format: int) -> bytes:
     """Interleaved little-endian PCM of ``samples``, shape (n_samples, n_channels).
 
-    int16 values are ``round(clip(x, -1, 1) * 32767)`` (rounding half to even); -32768 is never
-    produced.
+    int16 values are ``round(clip(x, -1, 1) * 32767)`` (rounding half to even), computed in
+    float64, where the product of a float32 value and 32767 is exact: the error is at most 0.5
+    LSB. -32768 is never produced; NaN encodes as 0.
     """
-    x = np.asarray(samples, dtype=np.float32)
     if sample_format == FORMAT_FLOAT32:
-        return np.ascontiguousarray(x, dtype="<f4").tobytes()
+        return np.ascontiguousarray(samples, dtype="<f4").tobytes()
     if sample_format == FORMAT_INT16:
-        scaled = np.rint(np.clip(x, -1.0, 1.0) * np.float32(_INT16_SCALE))
+        x = np.asarray(samples, dtype=np.float32).astype(np.float64)
+        scaled = np.rint(np.clip(np.nan_to_num(x, nan=0.0), -1.0, 1.0) * _INT16_SCALE)
         return np.ascontiguousarray(scaled, dtype="<i2").tobytes()
     raise ProtocolError(f"unknown sample format {sample_format}")
 
@@ -252,8 +254,9 @@ def unpack_audio(frames: list[bytes]) -> tuple[str, AudioHeader, NDArray[np.floa
 
 
 def encode_json(topic: str, body: dict[str, Any]) -> list[bytes]:
-    """The two frames of a levels or status message (``version`` is added)."""
-    return [topic.encode(), json.dumps({"version": VERSION, **body}, allow_nan=False).encode()]
+    """The two frames of a levels or status message. ``version`` is set to :data:`VERSION`,
+    replacing any ``version`` key of ``body``."""
+    return [topic.encode(), json.dumps({**body, "version": VERSION}, allow_nan=False).encode()]
 
 
 def decode_json(frames: list[bytes]) -> tuple[str, dict[str, Any]]:

@@ -34,7 +34,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -44,8 +43,13 @@ from numpy.typing import NDArray
 from streamsep.engine.clock import Clock, SampleClock
 from streamsep.errors import ConfigError, StreamsepError
 from streamsep.net import protocol as proto
+from streamsep.net.accounting import StreamAccounting, TopicAccount
 from streamsep.net.levels import Calibration, LevelMeter
-from streamsep.net.security import CurveServerKeys, check_bind, load_server_keys
+from streamsep.net.publish_settings import PublishSettings
+from streamsep.net.security import CurveServerKeys, load_server_keys
+from streamsep.net.subscriptions import SubscriptionGate, max_inbound_bytes
+from streamsep.net.throttle import LogThrottle
+from streamsep.version import __version__
 
 if TYPE_CHECKING:
     from streamsep.engine.pipeline import OutputChunk
@@ -57,95 +61,7 @@ _LOGGER = logging.getLogger(__name__)
 _POLL_SECONDS: Final = 0.05
 _RETRY_SECONDS: Final = 0.01
 _START_TIMEOUT_SECONDS: Final = 10.0
-
-
-@dataclass(frozen=True)
-class PublishSettings:
-    """Where and how the stems are published."""
-
-    endpoints: tuple[str, ...] = ("tcp://127.0.0.1:5556",)
-    """ZeroMQ endpoints to bind (a list is accepted)."""
-    hwm: int = 100
-    """Messages ZeroMQ queues per subscriber before sends to it fail (``SNDHWM``), >= 1."""
-    sndbuf_bytes: int = 0
-    """Kernel send buffer per connection (``SO_SNDBUF``), bytes; 0 keeps the OS default."""
-    queue_chunks: int = 64
-    """Capacity of the hand-off queue from the pipeline, in output chunks, >= 1."""
-    sample_format: str = "float32"
-    """``float32`` or ``int16`` payloads."""
-    publish_mix: bool = True
-    """Also publish the model input as ``audio.mix``."""
-    levels_seconds: float = 1.0
-    """Interval of ``levels`` messages in stream seconds; 0 disables them."""
-    status_seconds: float = 1.0
-    """Interval of ``status`` messages in wall-clock seconds; 0 disables them."""
-    end_timeout_seconds: float = 5.0
-    """How long the end-of-stream messages are retried, and how long after them the socket
-    stays open for subscribers still reading, seconds."""
-    server_secret_key_file: str | None = None
-    """Server ``.key_secret`` file; with ``authorized_keys_dir`` it turns CURVE on."""
-    authorized_keys_dir: str | None = None
-    """Folder of admitted client public keys (``*.key``)."""
-    insecure: bool = False
-    """Allow binding a non-loopback endpoint without CURVE."""
-    sensitivity_db_re_1v_per_upa: float | None = None
-    """Hydrophone sensitivity, dB re 1 V/µPa (e.g. -165); None: levels in dBFS only."""
-    gain_db: float = 0.0
-    """Gain between hydrophone and converter, dB."""
-    full_scale_volts: float = 1.0
-    """Converter input voltage (peak) giving sample value 1.0, volts (> 0)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "endpoints", tuple(self.endpoints))
-        if not self.endpoints:
-            raise ConfigError("publish.endpoints must name at least one endpoint")
-        for key in ("hwm", "queue_chunks"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"publish.{key} must be an integer >= 1, got {value!r}")
-        if self.sndbuf_bytes < 0:
-            raise ConfigError(f"publish.sndbuf_bytes must be >= 0, got {self.sndbuf_bytes}")
-        if self.sample_format not in proto.SAMPLE_FORMATS:
-            raise ConfigError(
-                f"publish.sample_format must be one of {list(proto.SAMPLE_FORMATS)}, "
-                f"got {self.sample_format!r}"
-            )
-        for key in ("levels_seconds", "status_seconds", "end_timeout_seconds"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"publish.{key} must be >= 0, got {getattr(self, key)}")
-        if self.full_scale_volts <= 0:
-            raise ConfigError(f"publish.full_scale_volts must be > 0, got {self.full_scale_volts}")
-        if (self.server_secret_key_file is None) != (self.authorized_keys_dir is None):
-            raise ConfigError(
-                "publish.server_secret_key_file and publish.authorized_keys_dir go together"
-            )
-        for endpoint in self.endpoints:
-            check_bind(endpoint, curve=self.curve, insecure=self.insecure, section="publish")
-
-    @property
-    def curve(self) -> bool:
-        """Whether CURVE encryption and client authentication are on."""
-        return self.server_secret_key_file is not None
-
-
-@dataclass
-class _Topic:
-    name: str
-    sequence: int = 0  # of the next message sent; also messages sent so far
-    next_index: int = 0  # first_sample the next message would have without loss
-    samples_sent: int = 0
-    messages_dropped: int = 0
-    samples_dropped: int = 0  # refused by ZeroMQ (high-water mark)
-    filled_pending: int = 0
-    ended: bool = False
-
-
-@dataclass
-class _Counters:
-    chunks_in: int = 0
-    chunks_dropped: int = 0
-    samples_dropped: int = 0
-    orphan_fills: list[tuple[int, int]] = field(default_factory=list)
+_DROP_LOG_SECONDS: Final = 10.0  # least time between two log lines about dropped samples
 
 
 class Publisher:
@@ -159,7 +75,7 @@ class Publisher:
     stems : sequence of str
         Stem names in ``OutputChunk.stems`` order (the model's ``instrument_list``).
     sample_rate : int
-        Rate of the chunks (the model rate), Hz.
+        Rate of the chunks (the model rate, or the capture rate behind an output resampler), Hz.
     n_channels : int
         Channels of the chunks.
     clock : callable, optional
@@ -167,7 +83,8 @@ class Publisher:
         sample 0 is the construction time, until :meth:`set_capture_start` moves it.
     status : callable, optional
         Returns a JSON-able dict merged into each ``status`` message (called on the publisher
-        thread).
+        thread); its keys ``version``, ``time_ns``, ``state``, ``publisher`` and
+        ``package_version`` are the publisher's own and are not overwritten.
 
     Raises
     ------
@@ -193,55 +110,65 @@ class Publisher:
             raise ConfigError("publisher: a stem named 'mix' collides with audio.mix")
         self.sample_rate = sample_rate
         self.n_channels = n_channels
-        self._format = proto.SAMPLE_FORMATS[settings.sample_format]
         self._keys: CurveServerKeys | None = None
         if settings.server_secret_key_file and settings.authorized_keys_dir:
             self._keys = load_server_keys(
                 settings.server_secret_key_file, settings.authorized_keys_dir
             )
         self._sample_clock = SampleClock(sample_rate)
-        self._clock: Clock = clock or self._sample_clock
         self._status = status
         names = [proto.audio_topic(s) for s in self.stems]
         if settings.publish_mix:
             names.append(proto.MIX_TOPIC)
-        self._topics = [_Topic(name) for name in names]
+        meter = None
+        if settings.levels_seconds:
+            calibration = None
+            if settings.sensitivity_db_re_1v_per_upa is not None:
+                calibration = Calibration(
+                    settings.sensitivity_db_re_1v_per_upa,
+                    settings.gain_db,
+                    settings.full_scale_volts,
+                )
+            window = round(settings.levels_seconds * sample_rate)
+            meter = LevelMeter([n[len(proto.AUDIO_PREFIX) :] for n in names], window, calibration)
+        self._accounting = StreamAccounting(
+            names,
+            sample_rate=sample_rate,
+            n_channels=n_channels,
+            sample_format=proto.SAMPLE_FORMATS[settings.sample_format],
+            clock=clock or self._sample_clock,
+            meter=meter,
+        )
+        all_topics = [*names, proto.LEVELS_TOPIC, proto.STATUS_TOPIC]
+        self._gate = SubscriptionGate(all_topics)
+        self._max_inbound_bytes = max_inbound_bytes(all_topics, curve=self._keys is not None)
+        self._drop_log = LogThrottle(_DROP_LOG_SECONDS)  # refused by ZeroMQ
+        self._queue_log = LogThrottle(_DROP_LOG_SECONDS)  # dropped from the hand-off queue
+        self._queue_drops_logged = 0
         self._queue: queue.Queue[OutputChunk | None] = queue.Queue(settings.queue_chunks)
-        self._lock = threading.Lock()
-        self._counters = _Counters()
-        self._subscribed = threading.Condition()
-        self._subscriptions = 0  # subscribe messages seen
-        self._active_subscriptions = 0  # minus unsubscriptions (a subscriber leaving sends them)
-        self._open_at_end: int | None = None  # active subscriptions when the end was first sent
-        self._withdrawn_since_end = 0  # unsubscriptions since then
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        calibration = None
-        if settings.sensitivity_db_re_1v_per_upa is not None:
-            calibration = Calibration(
-                settings.sensitivity_db_re_1v_per_upa, settings.gain_db, settings.full_scale_volts
-            )
-        self._meter = None
-        if settings.levels_seconds:
-            window = round(settings.levels_seconds * sample_rate)
-            stem_names = [name[len(proto.AUDIO_PREFIX) :] for name in names]
-            self._meter = LevelMeter(stem_names, window, calibration)
-        self._fills: list[tuple[int, int]] = []  # (index, n) of silence-filled input, pending
         self.bound_endpoints: list[str] = []
         """Endpoints actually bound (wildcard ports resolved), set by :meth:`start`."""
 
     @property
     def topics(self) -> list[str]:
         """The audio topics, in stem order, then ``audio.mix``."""
-        return [t.name for t in self._topics]
+        return [t.name for t in self._accounting.topics]
 
     @property
     def started(self) -> bool:
         """Whether :meth:`start` was called."""
         return self._thread is not None
+
+    @property
+    def max_inbound_bytes(self) -> int:
+        """``ZMQ_MAXMSGSIZE`` of the socket: a subscriber sending a longer message is
+        disconnected, bytes."""
+        return self._max_inbound_bytes
 
     def set_capture_start(self, time_ns: int) -> None:
         """Set the capture time of sample 0 (UTC ns) for the default clock; call before the
@@ -271,15 +198,13 @@ class Publisher:
         When the queue is full the oldest queued chunk is dropped (counted, and reported as a
         gap on every topic).
         """
-        with self._lock:
-            self._counters.chunks_in += 1
+        self._accounting.chunk_in()
         self._put(chunk)
 
     def close(self) -> None:
         """End of stream (:class:`~streamsep.engine.pipeline.Sink`): the thread sends what is
-        queued,
-        end-of-stream messages on every topic that has not had one, then exits. Never blocks;
-        see :meth:`wait`."""
+        queued, end-of-stream messages on every topic that has not had one, then exits. Never
+        blocks; see :meth:`wait`."""
         self._put(None)
 
     def _put(self, item: OutputChunk | None) -> None:
@@ -296,10 +221,7 @@ class Publisher:
             if old is None:  # keep the end marker; the stream already ended
                 self._queue.put_nowait(old)
                 return
-            with self._lock:
-                self._counters.chunks_dropped += 1
-                self._counters.samples_dropped += old.n_samples
-                self._counters.orphan_fills.extend(old.gaps)
+            self._accounting.chunk_dropped(old)
 
     @property
     def error(self) -> BaseException | None:
@@ -313,9 +235,9 @@ class Publisher:
 
     def wait_for_subscribers(self, n: int, timeout: float | None = None) -> bool:
         """Wait until ``n`` subscriptions arrived (one per topic prefix per subscriber, as
-        ZeroMQ sends them). Returns False on timeout."""
-        with self._subscribed:
-            return self._subscribed.wait_for(lambda: self._subscriptions >= n, timeout)
+        ZeroMQ sends them; prefixes of no published topic do not count). Returns False on
+        timeout."""
+        return self._gate.wait_for(n, timeout)
 
     def stop(self) -> None:
         """Stop now, dropping whatever is queued; joins the thread."""
@@ -333,28 +255,16 @@ class Publisher:
         self.stop()
 
     def stats(self) -> dict[str, Any]:
-        """Counters (JSON-able), safe from any thread."""
-        with self._lock:
-            c = self._counters
-            topics = {
-                t.name: {
-                    "messages_sent": t.sequence,
-                    "samples_sent": t.samples_sent,
-                    "messages_dropped": t.messages_dropped,
-                    "samples_dropped": t.samples_dropped,
-                }
-                for t in self._topics
-            }
-            return {
-                "chunks_in": c.chunks_in,
-                "queue_depth": self._queue.qsize(),
-                "queue_capacity": self.settings.queue_chunks,
-                "queue_dropped_chunks": c.chunks_dropped,
-                "queue_dropped_samples": c.samples_dropped,
-                "subscriptions": self._subscriptions,
-                "active_subscriptions": self._active_subscriptions,
-                "topics": topics,
-            }
+        """Counters (JSON-able), safe from any thread: ``chunks_in``, ``queue_depth``,
+        ``queue_capacity``, ``queue_dropped_chunks``, ``queue_dropped_samples``,
+        ``subscriptions``, ``active_subscriptions``, ``subscriptions_rejected``, ``topics``."""
+        out = self._accounting.stats()
+        topics = out.pop("topics")
+        out["queue_depth"] = self._queue.qsize()
+        out["queue_capacity"] = self.settings.queue_chunks
+        out.update(self._gate.stats())
+        out["topics"] = topics
+        return out
 
     # -- publisher thread ------------------------------------------------------------------
 
@@ -367,7 +277,8 @@ class Publisher:
                 auth = self._keys.start_authenticator(context)
             sock = context.socket(zmq.XPUB)
             sock.setsockopt(zmq.XPUB_NODROP, 1)
-            sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # every subscribe and unsubscribe
+            sock.setsockopt(zmq.XPUB_MANUAL, 1)  # only valid subscriptions are applied
+            sock.setsockopt(zmq.MAXMSGSIZE, self._max_inbound_bytes)
             sock.setsockopt(zmq.SNDHWM, self.settings.hwm)
             sock.setsockopt(zmq.LINGER, int(self.settings.end_timeout_seconds * 1000))
             if self.settings.sndbuf_bytes:
@@ -402,7 +313,7 @@ class Publisher:
     def _loop(self, sock: zmq.Socket[bytes]) -> None:
         status_due = time.monotonic()
         while not self._stop.is_set():
-            self._read_subscriptions(sock)
+            self._gate.read(sock)
             if self.settings.status_seconds and time.monotonic() >= status_due:
                 status_due = time.monotonic() + self.settings.status_seconds
                 self._send_status(sock, "running")
@@ -416,69 +327,38 @@ class Publisher:
                 return
             self._publish(sock, item)
 
-    def _read_subscriptions(self, sock: zmq.Socket[bytes]) -> None:
-        while True:
-            try:
-                message = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if message[:1] == b"\x01":
-                _LOGGER.debug("subscription to %r", message[1:])
-                with self._subscribed:
-                    self._subscriptions += 1
-                    self._active_subscriptions += 1
-                    self._subscribed.notify_all()
-            elif message[:1] == b"\x00":
-                _LOGGER.debug("unsubscription from %r", message[1:])
-                with self._subscribed:
-                    self._active_subscriptions -= 1
-                    self._withdrawn_since_end += 1
-
     def _drain(self, sock: zmq.Socket[bytes]) -> None:
         """Keep the socket open until every subscription open at the end is withdrawn, at
         most ``end_timeout_seconds``, so that slow subscribers get what was sent (module doc)."""
         deadline = time.monotonic() + self.settings.end_timeout_seconds
-        self._mark_end()
+        self._gate.mark_end()
         while not self._stop.is_set():
-            self._read_subscriptions(sock)
+            self._gate.read(sock)
             remaining = deadline - time.monotonic()
-            if self._unacknowledged() <= 0 or remaining <= 0:
+            if self._gate.unacknowledged() <= 0 or remaining <= 0:
                 break
             sock.poll(int(min(remaining, _POLL_SECONDS) * 1000) + 1, zmq.POLLIN)
-        if (left := self._unacknowledged()) > 0:
+        if (left := self._gate.unacknowledged()) > 0:
             _LOGGER.info("closing with %d subscriptions that did not acknowledge the end", left)
 
-    def _mark_end(self) -> None:
-        """Count the subscriptions open now, once: each owes an unsubscription."""
-        with self._subscribed:
-            if self._open_at_end is None:
-                self._open_at_end = self._active_subscriptions
-                self._withdrawn_since_end = 0
-
-    def _unacknowledged(self) -> int:
-        with self._subscribed:
-            return (self._open_at_end or 0) - self._withdrawn_since_end
-
     def _publish(self, sock: zmq.Socket[bytes], chunk: OutputChunk) -> None:
+        acc = self._accounting
+        self._log_queue_drops()
         # Silence-filled input is reported on the message holding its first sample.
-        with self._lock:
-            self._fills += self._counters.orphan_fills
-            self._counters.orphan_fills = []
-        self._fills += chunk.gaps
-        end = chunk.start_index + chunk.n_samples
-        filled = sum(n for i, n in self._fills if i < end or chunk.end_of_stream)
-        self._fills = [(i, n) for i, n in self._fills if not (i < end or chunk.end_of_stream)]
+        filled = acc.take_fills(chunk)
         payloads = [*chunk.stems] + ([chunk.mix] if self.settings.publish_mix else [])
         # Levels first, so that a subscriber that stops at the end of stream has them all.
-        self._measure(sock, chunk.start_index, payloads, chunk.end_of_stream)
-        for topic, samples in zip(self._topics, payloads, strict=True):
+        body = acc.levels(chunk.start_index, payloads, chunk.end_of_stream)
+        if body is not None:
+            self._send(sock, proto.encode_json(proto.LEVELS_TOPIC, body), retry=False)
+        for topic, samples in zip(acc.topics, payloads, strict=True):
             topic.filled_pending += filled
             self._send_audio(sock, topic, chunk.start_index, samples, chunk.end_of_stream)
 
     def _send_audio(
         self,
         sock: zmq.Socket[bytes],
-        topic: _Topic,
+        topic: TopicAccount,
         first_sample: int,
         samples: NDArray[np.float32],
         end: bool,
@@ -486,42 +366,34 @@ class Publisher:
         if topic.ended:
             return
         if end:
-            self._mark_end()
-        n = samples.shape[0]
-        lost = max(0, first_sample - topic.next_index)
-        flags = proto.FLAG_STREAM_START if topic.sequence == 0 else 0
-        if end:
-            flags |= proto.FLAG_END_OF_STREAM
-        if lost or topic.filled_pending:
-            flags |= proto.FLAG_GAP
-        if n and float(np.max(np.abs(samples))) >= 1.0:
-            flags |= proto.FLAG_CLIPPED
-        header = proto.AudioHeader(
-            flags=flags,
-            n_frames=n,
-            sequence=topic.sequence,
-            first_sample=first_sample,
-            capture_time_ns=self._clock(first_sample),
-            lost_samples=lost,
-            filled_samples=topic.filled_pending,
-            sample_rate=self.sample_rate,
-            n_channels=self.n_channels,
-            sample_format=self._format,
-        )
+            self._gate.mark_end()
+        header = self._accounting.header(topic, first_sample, samples, end)
         frames = proto.pack_audio(topic.name, header, samples)
-        sent = self._send(sock, frames, retry=end)
-        with self._lock:
-            if sent:
-                topic.sequence += 1
-                topic.next_index = first_sample + n
-                topic.samples_sent += n
-                topic.filled_pending = 0
-                topic.ended = end
-            else:
-                topic.messages_dropped += 1
-                topic.samples_dropped += n
-        if not sent:
-            _LOGGER.debug("%s: dropped %d samples at %d (queue full)", topic.name, n, first_sample)
+        if self._send(sock, frames, retry=end):
+            self._accounting.sent(topic, header)
+            return
+        self._accounting.dropped(topic, header)
+        if (suppressed := self._drop_log.hit()) is not None:
+            _LOGGER.warning(
+                "publisher: %s: dropped %d samples at %d: a subscriber's queue is full "
+                "(hwm %d messages); %d samples dropped in all, %d drops not logged since the "
+                "last report",
+                *(topic.name, header.n_frames, first_sample, self.settings.hwm),
+                *(self._accounting.samples_dropped(), suppressed),
+            )
+
+    def _log_queue_drops(self) -> None:
+        """Log chunks dropped from the hand-off queue since the last look (rate-limited)."""
+        dropped = self._accounting.queue_dropped_chunks
+        if dropped == self._queue_drops_logged:
+            return
+        new, self._queue_drops_logged = dropped - self._queue_drops_logged, dropped
+        if (suppressed := self._queue_log.hit()) is not None:
+            _LOGGER.warning(
+                "publisher: hand-off queue full (%d chunks): dropped the %d oldest chunks; "
+                "%d samples dropped in all, %d drops not logged since the last report",
+                *(self.settings.queue_chunks, new, self._accounting.samples_dropped(), suppressed),
+            )
 
     def _send(self, sock: zmq.Socket[bytes], frames: list[bytes], *, retry: bool) -> bool:
         deadline = time.monotonic() + self.settings.end_timeout_seconds
@@ -532,44 +404,31 @@ class Publisher:
             except zmq.Again:
                 if not retry or time.monotonic() >= deadline or self._stop.is_set():
                     return False
-            self._read_subscriptions(sock)
+            self._gate.read(sock)
             self._stop.wait(_RETRY_SECONDS)
 
     def _finish(self, sock: zmq.Socket[bytes]) -> None:
         empty = np.zeros((0, self.n_channels), np.float32)
-        for topic in self._topics:
+        for topic in self._accounting.topics:
             if not topic.ended:
                 self._send_audio(sock, topic, topic.next_index, empty, True)
         if self.settings.status_seconds:
             self._send_status(sock, "ended")
 
-    def _measure(
-        self, sock: zmq.Socket[bytes], first: int, payloads: list[NDArray[np.float32]], end: bool
-    ) -> None:
-        if self._meter is None:
-            return
-        window = self._meter.add(first, payloads, end)
-        if window is None:
-            return
-        first_sample, n_samples, levels = window
-        body = {
-            "first_sample": first_sample,
-            "n_samples": n_samples,
-            "sample_rate": self.sample_rate,
-            "capture_time_ns": self._clock(first_sample),
-            "calibrated": self._meter.calibration is not None,
-            "levels": levels,
-        }
-        self._send(sock, proto.encode_json(proto.LEVELS_TOPIC, body), retry=False)
-
     def _send_status(self, sock: zmq.Socket[bytes], state: str) -> None:
-        body: dict[str, Any] = {"time_ns": time.time_ns(), "state": state}
-        body["publisher"] = self.stats()
+        body: dict[str, Any] = {}
         if self._status is not None:
             try:
                 body.update(self._status())
             except Exception:  # noqa: BLE001 - a status callback must not kill publishing
                 _LOGGER.exception("status callback failed")
+        # The publisher's keys win; encode_json sets the protocol "version" last.
+        body.update(
+            time_ns=time.time_ns(),
+            state=state,
+            package_version=__version__,
+            publisher=self.stats(),
+        )
         try:
             frames = proto.encode_json(proto.STATUS_TOPIC, body)
         except (TypeError, ValueError) as e:

@@ -38,6 +38,8 @@ _LOGGER = logging.getLogger(__name__)
 
 _LOCAL_TRANSPORTS: Final = ("ipc://", "inproc://")
 _LOCAL_NAMES: Final = ("localhost", "ip6-localhost")
+_CLI_FLAGS: Final = {"publish": "--publish-insecure", "control": "--publish-insecure"}
+"""The command-line option of ``streamsep stream`` that sets ``<section>.insecure``."""
 
 
 def is_local_endpoint(endpoint: str) -> bool:
@@ -87,9 +89,11 @@ def check_bind(endpoint: str, *, curve: bool, insecure: bool, section: str) -> N
     if insecure:
         _LOGGER.warning("%s: binding %s without CURVE (insecure = true)", section, endpoint)
         return
+    flag = _CLI_FLAGS.get(section)
+    hint = f" (streamsep stream: {flag})" if flag else ""
     raise ConfigError(
         f"refusing to bind {endpoint} without CURVE: anyone who can reach it could "
-        f"subscribe; set {section}.insecure = true to allow it"
+        f"subscribe; set {section}.insecure = true{hint} to allow it"
     )
 
 

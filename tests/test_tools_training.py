@@ -453,3 +453,25 @@ def test_train_cli_names_bad_options(
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available at ../shared/data")
+def test_pack_holds_train_and_val_only(tmp_path: Path) -> None:
+    """The device pack reads like the shared data, without the test split, and stays small."""
+    from streamsep.errors import StreamsepError
+    from tools.dataset.mixtures import load_pool
+    from tools.dataset.splits import TEST_FILES
+    from tools.train.pack import pack
+
+    size = pack(DATA, tmp_path / "pack", 32000, 48 << 20)
+    assert 0 < size <= 48 << 20
+    packed = {r["path"]: r for r in manifest_entries(tmp_path / "pack")}
+    assert not set(packed) & TEST_FILES
+    assert {r["split"] for r in packed.values()} == {"train", "val"}
+    for split in ("train", "val"):
+        assert load_pool(tmp_path / "pack", split, 8000).files() == (
+            load_pool(DATA, split, 8000).files()
+        )
+    with pytest.raises(StreamsepError, match="over --max-mib"):
+        pack(DATA, tmp_path / "small", 32000, 1 << 20)

@@ -65,6 +65,7 @@ class TonePublisher:
         self.orca: dict[int, float] = {}
         self._skip = 0
         self._fill = 0
+        self._closed = False
         self.skipped: list[tuple[int, int]] = []  # (first index, n)
         self.filled: list[tuple[int, int]] = []
         self._stop = threading.Event()
@@ -124,13 +125,21 @@ class TonePublisher:
             stems = np.stack([orca, noise])[:, :, None]
             self.publisher.write(OutputChunk(self.index, stems, (orca + noise)[:, None], gaps))
             self.index += self.chunk
+        if not self._stop.is_set():  # ran to its end: end-of-stream messages now
+            self._close()
         self.done.set()
+
+    def _close(self) -> None:
+        with self._lock:
+            closed, self._closed = self._closed, True
+        if not closed:
+            self.publisher.close()
 
     def stop(self) -> None:
         """End the stream (end-of-stream messages) and close."""
         self._stop.set()
         self._thread.join(5)
-        self.publisher.close()
+        self._close()
         self.publisher.wait(5)
         self.publisher.stop()
 

@@ -37,6 +37,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--audio-rate", type=int, default=16000, metavar="HZ", help="browser audio rate (16000)"
     )
+    p.add_argument(
+        "--client-queue",
+        type=int,
+        default=512,
+        metavar="N",
+        help="messages queued per browser before its oldest are dropped (512)",
+    )
     g = p.add_argument_group("HLS output")
     g.add_argument("--hls-dir", metavar="DIR", help="write a live HLS playlist of one stem here")
     g.add_argument("--hls-stem", default="orca_vocals", metavar="STEM", help="(orca_vocals)")
@@ -55,7 +62,9 @@ def cmd_web(args: argparse.Namespace) -> int:
                 token = f.read().strip()
         except OSError as e:
             raise ConfigError(f"--token-file: cannot read {args.token_file}: {e.strerror}") from None
-    settings = WebSettings(listen=args.listen, token=token, audio_rate=args.audio_rate)
+    settings = WebSettings(
+        listen=args.listen, token=token, audio_rate=args.audio_rate, client_queue=args.client_queue
+    )
     hls = None
     if args.hls_dir:
         hls = HlsOutSettings(

@@ -152,10 +152,12 @@ class WebMonitor:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         app = self._app()
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         s = self.settings
-        site = web.TCPSite(self._runner, s.host, s.port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, s.host, s.port)
         try:
             await site.start()
         except OSError as e:

@@ -298,3 +298,56 @@ def test_twenty_clients_each_get_every_message_and_a_stalled_one_slows_none(
           f"(8 s of 16 kHz audio, 3 stems), server CPU {cpu:.2f} s ({100 * cpu / wall:.0f} %), "
           f"RSS {rss / 1024:.0f} MiB, latency p99 {p99:.0f} ms, stalled client dropped "
           f"{stalled_stats[0]['dropped']}")  # fmt: skip
+
+
+# -- the daemon's [web] and [hls_out] -----------------------------------------------------------
+
+
+def test_daemon_config_web_and_hls_out(tmp_path: Path) -> None:
+    from streamsep.daemon.config import parse_config
+
+    s = parse_config({}, name="c.toml", base_dir=tmp_path)
+    assert s.web is None and s.hls_out is None
+    s = parse_config(
+        {"web": {"enabled": True, "listen": "127.0.0.1:0", "columns_per_second": 10},
+         "hls_out": {"enabled": True, "directory": "out", "stem": "noise"}},
+        name="c.toml", base_dir=tmp_path,
+    )  # fmt: skip
+    assert s.web is not None and s.web.columns_per_second == 10
+    assert s.hls_out is not None and s.hls_out.directory == str(tmp_path / "out")
+    with pytest.raises(ConfigError, match="c.toml: refusing to listen on 0.0.0.0:80 without"):
+        parse_config({"web": {"enabled": True, "listen": "0.0.0.0:80"}}, name="c.toml",
+                     base_dir=tmp_path)  # fmt: skip
+    with pytest.raises(ConfigError, match="unknown key web.lisen; did you mean 'listen'"):
+        parse_config({"web": {"lisen": "x"}}, name="c.toml", base_dir=tmp_path)
+
+
+def test_daemon_runs_web_and_hls_out_in_process(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    params = {
+        "instrument_list": ["orca_vocals", "noise"], "sample_rate": RATE, "frame_length": 512,
+        "frame_step": 128, "T": 16, "F": 128, "n_channels": 1, "mask_extension": "average",
+    }  # fmt: skip
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    t = np.arange(RATE * 4) / RATE
+    sf.write(tmp_path / "in.wav", (0.3 * np.sin(2 * np.pi * 800 * t)).astype(np.float32), RATE)
+    endpoint = free_tcp_endpoint()
+    (tmp_path / "c.toml").write_text(
+        f'[source]\nkind = "file"\npath = "in.wav"\nrealtime = true\n'
+        f'[model]\nparams = "params.json"\nmodel = "passthrough"\n'
+        f'[publish]\nendpoints = ["{endpoint}"]\nend_timeout_seconds = 2\n'
+        f'[web]\nenabled = true\nlisten = "127.0.0.1:0"\n'
+        f'[hls_out]\nenabled = true\ndirectory = "hls"\nsegment_seconds = 1.0\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamsep", "run", "-c", str(tmp_path / "c.toml")],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "web monitor on http://127.0.0.1:" in proc.stderr
+    state = json.loads((tmp_path / "hls" / "state.json").read_text())
+    total = sum(s["duration"] for s in state["segments"])
+    assert 4.0 <= total <= 4.0 + 2 * 1024 / RATE + 0.2, total  # the whole file, its tail too
+    assert (tmp_path / "hls" / "live.m3u8").read_text().count("#EXTINF:") == 4

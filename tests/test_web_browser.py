@@ -112,9 +112,10 @@ def test_tone_on_both_spectrograms_and_in_the_audio_graph(
         assert _column(page, "spec-stem", onset_ms - 150)[row] < 30
         assert _column(page, "spec-stem", onset_ms + 150)[row] > 300
         spectrum = page.evaluate(
-            """() => { const a = ssep.audio.analyser; const d = new Float32Array(a.frequencyBinCount);
-                a.getFloatFrequencyData(d); let k = 0; for (let i = 1; i < d.length; i++)
-                if (d[i] > d[k]) k = i; return [k * ssep.audio.ac.sampleRate / a.fftSize, d[k]]; }"""
+            """() => { const a = ssep.audio.analyser;
+                const d = new Float32Array(a.frequencyBinCount); a.getFloatFrequencyData(d);
+                let k = 0; for (let i = 1; i < d.length; i++) if (d[i] > d[k]) k = i;
+                return [k * ssep.audio.ac.sampleRate / a.fftSize, d[k]]; }"""
         )
         peak_hz, peak_db = spectrum
         assert abs(peak_hz - tone_hz) <= 2 * RATE / 4096, spectrum
@@ -162,7 +163,9 @@ def test_gap_at_its_time_and_restart_followed(page: Any, monitor: tuple[WebMonit
     assert any("8000 samples lost (0.500 s)" in e for e in events), events
 
     # the end of the stream is shown; a restarted publisher is followed without a reload
-    page.wait_for_function("document.getElementById('conn').textContent === 'ended'", timeout=WAIT_MS)
+    page.wait_for_function(
+        "document.getElementById('conn').textContent === 'ended'", timeout=WAIT_MS
+    )
     columns = page.evaluate("ssep.columns.mix")
     starts = page.evaluate("ssep.starts")
     pub2 = TonePublisher(endpoint).start()

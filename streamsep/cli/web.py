@@ -61,7 +61,9 @@ def cmd_web(args: argparse.Namespace) -> int:
             with open(args.token_file, encoding="utf-8") as f:
                 token = f.read().strip()
         except OSError as e:
-            raise ConfigError(f"--token-file: cannot read {args.token_file}: {e.strerror}") from None
+            raise ConfigError(
+                f"--token-file: cannot read {args.token_file}: {e.strerror}"
+            ) from None
     settings = WebSettings(
         listen=args.listen, token=token, audio_rate=args.audio_rate, client_queue=args.client_queue
     )

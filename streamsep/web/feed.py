@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -69,8 +69,8 @@ class Feed:
         The publisher.
     settings : WebSettings
         Spectrogram and audio parameters.
-    emit : callable
-        See :data:`Emit`.
+    emit : callable or None
+        See :data:`Emit`; None: no browser messages are computed (only the taps run).
     curve_server_key, curve_client_key : str, optional
         CURVE key files (both or neither).
     taps : list of callable, optional
@@ -81,11 +81,11 @@ class Feed:
         self,
         endpoint: str,
         settings: WebSettings,
-        emit: Emit,
+        emit: Emit | None,
         *,
         curve_server_key: str | None = None,
         curve_client_key: str | None = None,
-        taps: list[Tap] | None = None,
+        taps: Sequence[Tap] | None = None,
     ) -> None:
         self.settings = settings
         self._emit = emit
@@ -151,7 +151,8 @@ class Feed:
         text = frames.json_message(kind, body=message.body)
         with self._lock:
             self._last[kind] = text
-        self._emit(text, None)
+        if self._emit is not None:
+            self._emit(text, None)
 
     def _new_stem(self, chunk: Chunk) -> _Stem:
         s = self.settings
@@ -182,6 +183,8 @@ class Feed:
     def _on_chunk(self, chunk: Chunk) -> None:
         for tap in self._taps:
             tap(chunk)
+        if self._emit is None:
+            return
         state = self._stems.get(chunk.stem)
         if (
             state is None
@@ -214,16 +217,26 @@ class Feed:
         if chunk.end_of_stream:
             self._stream_event(state, chunk, "end")
 
+    def _send(self, message: bytes | str, audio_stem: str | None) -> None:
+        if self._emit is not None:
+            self._emit(message, audio_stem)
+
     def _process(self, state: _Stem, mono: np.ndarray, chunk: Chunk) -> None:
         end_ms = state.time_ms(chunk.end_sample)
         centre, columns = state.columns.feed(mono)
         if columns.shape[0]:
-            self._emit(frames.pack_columns(state.index, columns, state.time_ms(centre), end_ms), None)
+            self._send(
+                frames.pack_columns(state.index, columns, state.time_ms(centre), end_ms), None
+            )
         out = state.resampler.resample_chunk(mono, last=False)
         if out.shape[0]:
-            first = state.audio_base + state.audio_out * state.sample_rate / self.settings.audio_rate
+            first = (
+                state.audio_base + state.audio_out * state.sample_rate / self.settings.audio_rate
+            )
             pcm = np.rint(np.clip(out, -1.0, 1.0) * 32767).astype(np.int16)
-            self._emit(frames.pack_audio(state.index, pcm, state.time_ms(first), end_ms), chunk.stem)
+            self._send(
+                frames.pack_audio(state.index, pcm, state.time_ms(first), end_ms), chunk.stem
+            )
             state.audio_out += out.shape[0]
         state.next_index += mono.shape[0]
 
@@ -243,7 +256,7 @@ class Feed:
         }
         with self._lock:
             state.meta = meta
-        self._emit(frames.json_message("stream", **meta), None)
+        self._send(frames.json_message("stream", **meta), None)
 
     def _gap(self, state: _Stem, chunk: Chunk, kind: str, first: int, n: int) -> None:
         body = {
@@ -256,4 +269,4 @@ class Feed:
             "time_ms": state.time_ms(first),
         }
         _LOGGER.info("web feed: %s: %d samples %s at %d", chunk.topic, n, kind, first)
-        self._emit(frames.json_message("gap", **body), None)
+        self._send(frames.json_message("gap", **body), None)

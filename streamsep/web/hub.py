@@ -107,8 +107,13 @@ class Hub:
             "clients": len(self.clients),
             "published": self.published,
             "per_client": [
-                {"peer": c.peer, "sent": c.sent, "dropped": c.dropped, "queued": len(c.queue),
-                 "seq": c.seq}  # fmt: skip
+                {
+                    "peer": c.peer,
+                    "sent": c.sent,
+                    "dropped": c.dropped,
+                    "queued": len(c.queue),
+                    "seq": c.seq,
+                }  # fmt: skip
                 for c in self.clients
             ],
             "dropped_total": self.dropped_total + sum(c.dropped for c in self.clients),

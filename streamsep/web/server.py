@@ -27,14 +27,15 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
-from streamsep.errors import StreamsepError
+from streamsep.errors import ConfigError, StreamsepError
+from streamsep.net.security import is_local_endpoint
 from streamsep.web import frames
 from streamsep.web.feed import Feed
 from streamsep.web.hls import HlsWriter
 from streamsep.web.hub import Client, Hub
 from streamsep.web.settings import HlsOutSettings, WebSettings
 
-__all__ = ["WebMonitor", "STATIC_DIR"]
+__all__ = ["WebMonitor", "STATIC_DIR", "daemon_monitor"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ class WebMonitor:
     ----------
     endpoint : str
         The publisher (``docs/protocol.md``).
-    settings : WebSettings
-        Listen address, token, spectrogram and audio parameters.
+    settings : WebSettings or None
+        Listen address, token, spectrogram and audio parameters; None: no web server, only the
+        HLS output (the daemon's ``[hls_out]`` without ``[web]``).
     hls : HlsOutSettings, optional
         Also write (and serve) a live HLS playlist of one stem.
     curve_server_key, curve_client_key : str, optional
@@ -64,22 +66,25 @@ class WebMonitor:
     def __init__(
         self,
         endpoint: str,
-        settings: WebSettings,
+        settings: WebSettings | None,
         *,
         hls: HlsOutSettings | None = None,
         curve_server_key: str | None = None,
         curve_client_key: str | None = None,
     ) -> None:
-        self.settings = settings
+        if settings is None and hls is None:
+            raise ConfigError("web monitor: neither a web server nor an HLS output to run")
+        self.serve = settings is not None
+        self.settings = settings if settings is not None else WebSettings()
         self.hls = None if hls is None else HlsWriter(hls)
-        self.hub = Hub(settings.client_queue)
+        self.hub = Hub(self.settings.client_queue)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         taps = [] if self.hls is None else [self.hls.write]
         self.feed = Feed(
             endpoint,
-            settings,
-            self._emit,
+            self.settings,
+            self._emit if self.serve else None,
             curve_server_key=curve_server_key,
             curve_client_key=curve_client_key,
             taps=taps,
@@ -109,16 +114,17 @@ class WebMonitor:
         StreamsepError
             If the address cannot be bound.
         """
-        self._thread = threading.Thread(target=self._run, name="streamsep-web", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(_START_TIMEOUT_SECONDS):
-            raise StreamsepError("web: server not listening after 10 s")
-        if self._error is not None:
-            raise self._error
+        if self.serve:
+            self._thread = threading.Thread(target=self._run, name="streamsep-web", daemon=True)
+            self._thread.start()
+            if not self._ready.wait(_START_TIMEOUT_SECONDS):
+                raise StreamsepError("web: server not listening after 10 s")
+            if self._error is not None:
+                raise self._error
+            _LOGGER.info("web monitor on %s", self.url)
         if self.hls is not None:
             self.hls.start()
         self.feed.start()
-        _LOGGER.info("web monitor on %s", self.url)
 
     def stop(self) -> None:
         """Stop the feed, the HLS writer and the server; joins the threads."""
@@ -162,10 +168,12 @@ class WebMonitor:
             await site.start()
         except OSError as e:
             await self._runner.cleanup()
-            raise StreamsepError(f"web.listen: cannot listen on {s.listen}: {e.strerror or e}")
+            raise StreamsepError(
+                f"web.listen: cannot listen on {s.listen}: {e.strerror or e}"
+            ) from None
         server = site._server
         if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self._ready.set()
         await self._stopped.wait()
         for client in list(self.hub.clients):
@@ -291,3 +299,27 @@ class WebMonitor:
                     client.audio = set(stems[:16])
         except (ValueError, AttributeError):
             _LOGGER.debug("web: ignored a malformed client message")
+
+
+def daemon_monitor(
+    web: WebSettings | None, hls: HlsOutSettings | None, endpoints: list[str], *, curve: bool
+) -> WebMonitor | None:
+    """The daemon's ``[web]`` / ``[hls_out]``: a monitor subscribed to the daemon's own
+    publisher at its first loopback or ``ipc://`` endpoint (``endpoints``: as bound), or None
+    when both are off.
+
+    Raises
+    ------
+    ConfigError
+        If the publisher uses CURVE or binds no local endpoint (run ``streamsep web`` with
+        client keys instead).
+    """
+    if web is None and hls is None:
+        return None
+    local = [e for e in endpoints if is_local_endpoint(e)]
+    if curve or not local:
+        raise ConfigError(
+            "web/hls_out: the in-process monitor subscribes to a loopback or ipc:// publish "
+            "endpoint without CURVE; run `streamsep web` with client keys instead"
+        )
+    return WebMonitor(local[0], web, hls=hls)

@@ -2,7 +2,7 @@
 
 One column every ``hop`` samples (``sample_rate / columns_per_second``), a Hann-windowed FFT of
 ``n_fft`` samples (the next power of two >= 2 hop), power scaled so that a full-scale sine reads
-0 dBFS in its bin, bins up to ``max_hz`` reduced (maximum) down to at most ``n_bins`` rows, then mapped
+0 dBFS in its bin, bins up to ``max_hz`` reduced (maximum) to at most ``n_bins`` rows, mapped
 linearly from ``[db_min, db_max]`` dBFS to bytes 0..255.
 """
 
@@ -79,9 +79,9 @@ class ColumnMaker:
         centre = self._next + self.n_fft // 2
         if n_columns == 0:
             return centre, np.zeros((0, self.n_bins), np.uint8)
-        frames = np.lib.stride_tricks.sliding_window_view(self._buffer, self.n_fft)[
-            :: self.hop
-        ][:n_columns]
+        frames = np.lib.stride_tricks.sliding_window_view(self._buffer, self.n_fft)[:: self.hop][
+            :n_columns
+        ]
         spectrum = np.fft.rfft(frames * self._window, axis=1)[:, : self._n_fft_bins]
         power = (spectrum.real**2 + spectrum.imag**2) * self._scale
         rows = np.maximum.reduceat(power, self._edges, axis=1)  # a tone keeps its level

@@ -89,17 +89,20 @@ class Hub:
     async def send_loop(self, client: Client) -> None:
         """Send ``client``'s queue until its socket closes (one task per client)."""
         ws = client.ws
-        while not ws.closed:
-            await client.ready.wait()
-            client.ready.clear()
-            while client.queue and not ws.closed:
-                seq, message = client.queue.popleft()
-                out = frames.with_seq(message, seq)
-                if isinstance(out, str):
-                    await ws.send_str(out)
-                else:
-                    await ws.send_bytes(out)
-                client.sent += 1
+        try:
+            while not ws.closed:
+                await client.ready.wait()
+                client.ready.clear()
+                while client.queue and not ws.closed:
+                    seq, message = client.queue.popleft()
+                    out = frames.with_seq(message, seq)
+                    if isinstance(out, str):
+                        await ws.send_str(out)
+                    else:
+                        await ws.send_bytes(out)
+                    client.sent += 1
+        except (ConnectionError, RuntimeError) as e:  # the client went away mid-send
+            _LOGGER.debug("web: client %s: %s", client.peer, e)
 
     def stats(self) -> dict[str, Any]:
         """Counters, JSON-able."""

@@ -100,7 +100,7 @@ function drawFreqAxis(id, maxHz) {
   const el = $(id); const khz = maxHz / 1000;
   const step = khz > 16 ? 5 : khz > 6 ? 2 : 1; let html = "";
   for (let f = 0; f <= khz + 1e-9; f += step) {
-    html += `<span style="top:${(100 * (1 - f / khz)).toFixed(1)}%">${f} kHz</span>`;
+    html += `<span style="top:${(100 * (1 - f / khz)).toFixed(1)}%">${f}</span>`;
   }
   el.innerHTML = html;
 }

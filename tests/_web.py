@@ -48,6 +48,7 @@ class TonePublisher:
         speed: float = 1.0,
         seconds: float | None = None,
         status: Any = None,
+        sensitivity_db_re_1v_per_upa: float | None = None,
     ) -> None:
         self.endpoint, self.rate, self.chunk, self.tone_hz = endpoint, rate, chunk, tone_hz
         self.tone_start = int(tone_start_seconds * rate)
@@ -57,6 +58,7 @@ class TonePublisher:
             PublishSettings(
                 endpoints=(endpoint,), levels_seconds=1.0, status_seconds=0.5,
                 end_timeout_seconds=2.0, hwm=1000,
+                sensitivity_db_re_1v_per_upa=sensitivity_db_re_1v_per_upa,
             ),
             stems=("orca_vocals", "noise"), sample_rate=rate, n_channels=1, status=status,
         )  # fmt: skip

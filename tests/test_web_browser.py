@@ -86,6 +86,16 @@ def _pixel(page: Any, canvas: str, t_ms: float) -> list[int]:
     )
 
 
+def _set_controls(page: Any, **values: float) -> None:
+    """Move the page's sliders as a listener would (an ``input`` event each)."""
+    page.evaluate(
+        """(values) => { for (const [id, v] of Object.entries(values)) {
+            const e = document.getElementById(id); e.value = v;
+            e.dispatchEvent(new Event("input")); } }""",
+        values,
+    )
+
+
 def test_tone_on_both_spectrograms_and_in_the_audio_graph(
     page: Any, monitor: tuple[WebMonitor, str]
 ) -> None:
@@ -94,7 +104,9 @@ def test_tone_on_both_spectrograms_and_in_the_audio_graph(
     page.goto(mon.url)
     page.wait_for_function("ssep.wsOpens === 1", timeout=WAIT_MS)
     page.evaluate("ssep.startAudio()")
-    pub = TonePublisher(endpoint, tone_hz=tone_hz, tone_start_seconds=tone_start).start()
+    pub = TonePublisher(
+        endpoint, tone_hz=tone_hz, tone_start_seconds=tone_start, sensitivity_db_re_1v_per_upa=-165
+    ).start()
     try:
         page.wait_for_function("ssep.columns.stem >= 70 && ssep.columns.mix >= 70", timeout=WAIT_MS)
         page.wait_for_function("ssep.audio.stats.playing === true", timeout=WAIT_MS)
@@ -120,6 +132,19 @@ def test_tone_on_both_spectrograms_and_in_the_audio_graph(
         peak_hz, peak_db = spectrum
         assert abs(peak_hz - tone_hz) <= 2 * RATE / 4096, spectrum
         assert peak_db > -40, spectrum
+        # listener controls: the mix alone still peaks at the tone; a 500 Hz low-pass takes
+        # the tone down by more than 20 dB
+        _set_controls(page, wetdry=0, lp=500)
+        level_at_tone = f"""() => {{ const a = ssep.audio.analyser;
+            const d = new Float32Array(a.frequencyBinCount); a.getFloatFrequencyData(d);
+            return d[Math.round({tone_hz} * a.fftSize / ssep.audio.ac.sampleRate)]; }}"""
+        page.wait_for_function(f"({level_at_tone})() < {peak_db - 20}", timeout=WAIT_MS)
+        _set_controls(page, wetdry=1, lp=8000)
+        # levels: 0.3-amplitude sine = -13.5 dBFS RMS; calibrated at -165 dB re 1 V/uPa
+        page.wait_for_function("document.getElementById('lv-stem').textContent.includes('µPa')",
+                               timeout=WAIT_MS)  # fmt: skip
+        level = page.evaluate("document.getElementById('lv-stem').textContent")
+        assert level.startswith("-13.5 dBFS rms") and "151.5 dB re 1 µPa" in level, level
         _screenshot(page, "monitor.png")
         page.set_viewport_size({"width": 390, "height": 844})
         _screenshot(page, "monitor-phone.png")
@@ -251,6 +276,14 @@ def test_capture_to_browser_latency(page: Any, tmp_path: Path) -> None:
             s.start()
             page.wait_for_function("ssep.columns.mix >= 60", timeout=WAIT_MS)
             algorithmic = s.pipeline.latency_seconds
+            # the node's status panel, from the status topic
+            page.wait_for_function("document.getElementById('st-rtf').textContent !== '–'",
+                                   timeout=WAIT_MS)  # fmt: skip
+            shown = page.evaluate("['st-state', 'st-latency', 'st-subs'].map(id => "
+                                  "document.getElementById(id).textContent)")  # fmt: skip
+            # one Subscriber holds 3 subscriptions (audio., levels, status)
+            assert shown == ["running", f"{algorithmic:.3f} s", "3"], shown
+            assert float(page.evaluate("document.getElementById('st-rtf').textContent")) > 0
             latencies = page.evaluate("ssep.latencies")[20:]  # past the start
             s.wait(10)
     median = statistics.median(latencies) / 1000
@@ -259,3 +292,29 @@ def test_capture_to_browser_latency(page: Any, tmp_path: Path) -> None:
           f"{algorithmic:.3f} s, over {len(latencies)} messages")  # fmt: skip
     assert median - algorithmic <= 0.3
     assert p95 - algorithmic <= 0.3
+
+
+def test_page_reconnects_to_a_restarted_server(page: Any) -> None:
+    endpoint = free_tcp_endpoint()
+    mon = WebMonitor(endpoint, WebSettings(listen="127.0.0.1:0"))
+    mon.start()
+    port = mon.port
+    pub = TonePublisher(endpoint).start()
+    try:
+        page.goto(mon.url)
+        page.wait_for_function("ssep.columns.mix >= 10", timeout=WAIT_MS)
+        mon.stop()
+        page.wait_for_function(
+            "document.getElementById('conn').textContent.startsWith('server unreachable')",
+            timeout=WAIT_MS,
+        )
+        mon = WebMonitor(endpoint, WebSettings(listen=f"127.0.0.1:{port}"))
+        mon.start()
+        columns = page.evaluate("ssep.columns.mix")
+        page.wait_for_function(f"ssep.columns.mix >= {columns + 10}", timeout=WAIT_MS)
+        assert page.evaluate("ssep.wsOpens") == 2
+        assert "reconnected to the server" in page.evaluate("ssep.events")
+        assert page.evaluate("document.getElementById('conn').textContent") == "live"
+    finally:
+        pub.stop()
+        mon.stop()

@@ -351,3 +351,39 @@ def test_daemon_runs_web_and_hls_out_in_process(tmp_path: Path) -> None:
     total = sum(s["duration"] for s in state["segments"])
     assert 4.0 <= total <= 4.0 + 2 * 1024 / RATE + 0.2, total  # the whole file, its tail too
     assert (tmp_path / "hls" / "live.m3u8").read_text().count("#EXTINF:") == 4
+
+
+def test_token_guards_every_route(tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    token = "s3cret-token-0123456789"
+    from streamsep.web.server import WebMonitor
+
+    with WebMonitor(free_tcp_endpoint(), WebSettings(listen="127.0.0.1:0", token=token)) as mon:
+        for path in ("", "static/app.js", "stats", "ws", "player.html"):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(mon.url + path, timeout=10)
+            assert e.value.code == 401, path
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(mon.url + "?token=" + token[:-1] + "x", timeout=10)
+        with urllib.request.urlopen(mon.url + "?token=" + token, timeout=10) as r:
+            assert b"streamsep live monitor" in r.read()
+            assert f"streamsep_token={token}" in r.headers["Set-Cookie"]
+            assert "HttpOnly" in r.headers["Set-Cookie"]
+        request = urllib.request.Request(
+            mon.url + "stats", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            assert json.load(r)["clients"] == 0
+
+
+def test_bad_endpoint_is_a_one_line_error() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamsep", "web", "--connect", "nonsense", "--listen",
+         "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("streamsep: error: web: cannot connect to 'nonsense': ")
+    assert len(proc.stderr.strip().splitlines()) == 1

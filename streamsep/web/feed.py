@@ -20,8 +20,9 @@ from typing import Any, Final
 
 import numpy as np
 import soxr
+import zmq
 
-from streamsep.errors import StreamsepError
+from streamsep.errors import ConfigError, StreamsepError
 from streamsep.net.subscribe import Chunk, JsonMessage, Subscriber
 from streamsep.web import frames
 from streamsep.web.settings import WebSettings
@@ -90,13 +91,16 @@ class Feed:
         self.settings = settings
         self._emit = emit
         self._taps = list(taps or [])
-        self._subscriber = Subscriber(
-            endpoint,
-            levels=True,
-            status=True,
-            curve_server_key=curve_server_key,
-            curve_client_key=curve_client_key,
-        )
+        try:
+            self._subscriber = Subscriber(
+                endpoint,
+                levels=True,
+                status=True,
+                curve_server_key=curve_server_key,
+                curve_client_key=curve_client_key,
+            )
+        except zmq.ZMQError as e:
+            raise ConfigError(f"web: cannot connect to {endpoint!r}: {e}") from None
         self._stems: dict[str, _Stem] = {}
         self.stem_names: list[str] = []
         """Stems in order of first appearance (their index in binary messages)."""

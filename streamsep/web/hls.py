@@ -48,6 +48,7 @@ _QUEUE_CHUNKS: Final = 256
 _KEEP_EXTRA: Final = 3  # segment files kept after they leave the window (players mid-download)
 _FALLBACK_RATE: Final = 48000
 _TS_TIME_BASE: Final = fractions.Fraction(1, 90000)
+_WARN_AFTER_CHUNKS: Final = 200  # of other stems, none of the chosen one
 
 
 @dataclass
@@ -134,6 +135,7 @@ class HlsWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.dropped_chunks = 0
+        self._others = 0
         self.filled_samples = 0
         self.segments_written = 0
         self.errors = 0
@@ -204,7 +206,15 @@ class HlsWriter:
     def write(self, chunk: Chunk) -> None:
         """Queue ``chunk`` if it is of the chosen stem; never blocks (drop-oldest)."""
         if chunk.stem != self.settings.stem:
+            self._others += 1
+            if self._others == _WARN_AFTER_CHUNKS:
+                _LOGGER.warning(
+                    "hls_out.stem %r is not published here (seen: %s); nothing is written",
+                    self.settings.stem,
+                    chunk.stem,
+                )
             return
+        self._others = -(1 << 62)  # the stem is there: never warn
         while True:
             try:
                 self._queue.put_nowait(chunk)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from streamsep.cli import daemon as daemon_cli
 from streamsep.cli import net as netcli
+from streamsep.cli import web as webcli  # issue 20: streamsep web
 from streamsep.engine.audio import read_audio, write_audio
 from streamsep.engine.offline import Separator
 from streamsep.engine.settings import StreamSettings
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p_info)
     netcli.add_parsers(sub, _add_model_args)  # stream, listen, keys
     daemon_cli.add_commands(sub)  # run, devices, check
+    webcli.add_parser(sub)  # web (issue 20)
     return parser
 
 
@@ -192,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "info": _cmd_info,
         **netcli.handlers(_make_separator),
         **daemon_cli.handlers(),
+        "web": webcli.cmd_web,  # issue 20
     }
     try:
         return handlers[args.command](args)

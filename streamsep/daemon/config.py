@@ -11,6 +11,8 @@ Sections and the settings class each one becomes::
     [archive]  ArchiveSettings
     [metrics]  MetricsSettings
     [logging]  LoggingSettings
+    [web]      WebSettings        enabled + (its fields)        (issue 20, docs/web.md)
+    [hls_out]  HlsOutSettings     enabled + (its fields)
 
 Every section and key is optional; a missing one keeps its default. Unknown sections and keys,
 wrong types and bad values are errors of one line that name the file and the key, e.g.
@@ -42,6 +44,7 @@ from streamsep.sources.device.capture import CaptureSettings
 from streamsep.sources.hls.orcasound import OrcasoundSettings
 from streamsep.sources.hls.settings import HlsSettings
 from streamsep.validate import check_bool, check_choice, check_int, check_str, fail, show
+from streamsep.web.settings import HlsOutSettings, WebSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -143,6 +146,10 @@ class DaemonSettings:
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    web: WebSettings | None = None
+    """The web monitor (``[web] enabled = true``), or None."""
+    hls_out: HlsOutSettings | None = None
+    """The live HLS output (``[hls_out] enabled = true``), or None."""
     config_path: str | None = None
     """The file these settings came from (for messages)."""
 
@@ -174,6 +181,8 @@ _SECTIONS: Final = (
     "archive",
     "metrics",
     "logging",
+    "web",
+    "hls_out",
 )
 
 
@@ -253,6 +262,8 @@ class _Parser:
             archive=self.archive(tables["archive"]),
             metrics=_build(MetricsSettings, "metrics", tables["metrics"], checked=True),
             logging=_build(LoggingSettings, "logging", tables["logging"], checked=True),
+            web=self.web(tables["web"]),
+            hls_out=self.hls_out(tables["hls_out"]),
             config_path=name,
         )
 
@@ -311,6 +322,25 @@ class _Parser:
         else:
             table["directory"] = str(self.base_dir / ArchiveSettings.directory)
         return _build(ArchiveSettings, "archive", table, checked=True)
+
+    # -- issue 20: [web] and [hls_out] --------------------------------------------------------
+
+    def web(self, table: dict[str, Any]) -> WebSettings | None:
+        table = dict(table)
+        if not check_bool("web.enabled", table.pop("enabled", False)):
+            _no_unknown("web", table, tuple(f.name for f in fields(WebSettings)))
+            return None
+        return _build(WebSettings, "web", table)  # type: ignore[no-any-return]
+
+    def hls_out(self, table: dict[str, Any]) -> HlsOutSettings | None:
+        table = dict(table)
+        if not check_bool("hls_out.enabled", table.pop("enabled", False)):
+            _no_unknown("hls_out", table, tuple(f.name for f in fields(HlsOutSettings)))
+            return None
+        table["directory"] = self.path(
+            "hls_out.directory", table.get("directory", "hls"), must_exist=False
+        )
+        return _build(HlsOutSettings, "hls_out", table)  # type: ignore[no-any-return]
 
 
 def _no_unknown(section: str, table: dict[str, Any], known: tuple[str, ...]) -> None:

@@ -48,6 +48,7 @@ from streamsep.sources.file import FileSource, file_info
 from streamsep.sources.hls.follower import HlsSource
 from streamsep.sources.hls.orcasound import orcasound_source
 from streamsep.version import __version__
+from streamsep.web.server import WebMonitor, daemon_monitor
 
 __all__ = ["State", "Daemon"]
 
@@ -133,6 +134,7 @@ class Daemon:
         self.archive: RawArchive | None = None
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
+        self.web: WebMonitor | None = None  # issue 20: [web] / [hls_out]
         self.output: OutputResampler | None = None
         self._tee: _TeeRing | None = None
         self.clock: CaptureClock | None = None
@@ -273,6 +275,12 @@ class Daemon:
         # Everything validated and built: start the threads, sinks first.
         self.publisher.start()
         self._running.add("publisher")
+        # issue 20: [web] / [hls_out] subscribe to this publisher in-process (docs/web.md)
+        self.web = daemon_monitor(
+            s.web, s.hls_out, self.publisher.bound_endpoints, curve=s.publish.curve
+        )
+        if self.web is not None:
+            self.web.start()
         if self.control is not None:
             self.control.start()
         if self.metrics is not None:
@@ -478,6 +486,8 @@ class Daemon:
             self.publisher.close()
             self.publisher.wait(self.settings.publish.end_timeout_seconds)
             self.publisher.stop()
+        if self.web is not None:  # issue 20: after the end of stream, so HLS writes its tail
+            self.web.stop()
         for component in (self.archive, self.control, self.metrics, self.device):
             if component is not None:
                 component.close()

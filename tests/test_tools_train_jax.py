@@ -33,8 +33,10 @@ _SCRIPT = textwrap.dedent(
     rng = np.random.default_rng(5)
     pool = Pool(RATE, [_call(rng, i) for i in range(4)], [_noise(rng, i) for i in range(3)])
     params = _params()
-    generator = BlockGenerator(pool, params, seed=0, batch_size=2)
-    val_set = [BlockGenerator(pool, params, seed=9, batch_size=2, augment=False).batch(0)]
+    generator = BlockGenerator(pool, params, seed=0, batch_size=2, psa=True)
+    val_set = [
+        BlockGenerator(pool, params, seed=9, batch_size=2, augment=False, psa=True).batch(0)
+    ]
     settings = TrainSettings(
         out_dir=Path(sys.argv[1]), steps=3, log_every=1, eval_every=3, checkpoint_every=3,
         progress=False, loss=sys.argv[2],
@@ -67,6 +69,7 @@ def test_jax_backend_trains_and_tensorflow_exports(tmp_path: Path) -> None:
     assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3]
     assert [r["step"] for r in records if r["split"] == "val"] == [0, 3]
     assert all(np.isfinite(r["loss"]) for r in records)
+    assert all(np.isfinite(r["sdr_orca_vocals"]) for r in records if r["split"] == "val")
     state = json.loads((out / "ckpt" / "state.json").read_text())
     assert state["step"] == 3
 

@@ -6,6 +6,9 @@ non-loopback host is refused unless ``metrics.insecure`` is set."""
 from __future__ import annotations
 
 import logging
+import os
+import re
+import resource
 import socket
 import struct
 import threading
@@ -15,11 +18,16 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.request import urlopen
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from streamsep.daemon.config import parse_config
 from streamsep.daemon.metrics import Metric, MetricsServer, MetricsSettings
 from streamsep.errors import ConfigError
+
+from ._daemon import DaemonProcess, toml_text, unexpected_tracebacks, write_params
+from ._net import free_tcp_endpoint
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -182,3 +190,57 @@ def test_loopback_hosts_are_served(host: str) -> None:
             assert s.recv(100).startswith(b"HTTP/1.1 200 ")
     finally:
         server.stop()
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no thread count in /proc")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_daemon_metrics_under_800_half_open_connections(tmp_path: Path) -> None:
+    """The real daemon: 800 half-open connections add no thread, a scrape is answered during
+    the flood, 800 resets leave no traceback in the log, SIGTERM still exits 0."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2048 and hard >= 2048:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+    rate = 16000
+    sf.write(tmp_path / "in.wav", np.zeros((rate, 1), np.float32), rate, subtype="PCM_16")
+    params = write_params(tmp_path, rate)
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        toml_text(
+            {
+                "source": {"kind": "file", "path": "in.wav", "realtime": True, "loops": 0},
+                "model": {"params": params.name, "model": "passthrough"},
+                "publish": {"endpoints": [free_tcp_endpoint()], "end_timeout_seconds": 1},
+                "metrics": {"enabled": True, "port": 0},
+            }
+        )
+    )
+    daemon = DaemonProcess(config, dict(os.environ), tmp_path / "daemon.log")
+    try:
+        port = int(daemon.wait_log(r"metrics: http://127\.0\.0\.1:(\d+)/metrics").group(1))
+        daemon.wait_log(r"running: ")
+        before = _threads(daemon.process.pid)
+        with ExitStack() as stack:
+            sockets = half_open(port, 800, stack)
+            assert _threads(daemon.process.pid) <= before
+            text = scrape(port)
+            evicted = re.search(
+                r'streamsep_metrics_connections_total\{outcome="evicted"\} (\d+)', text
+            )
+            assert evicted and int(evicted.group(1)) >= 800 - 64, text
+            for s in sockets:
+                reset(s)
+        assert "streamsep_samples_captured_total" in scrape(port)
+        assert _threads(daemon.process.pid) <= before
+        code, seconds = daemon.terminate()
+        assert code == 0 and seconds < 10, daemon.log()
+    finally:
+        daemon.close()
+    log = daemon.log()
+    assert unexpected_tracebacks(log) == [] and "Traceback" not in log, log
+    assert "BrokenPipe" not in log and "ConnectionReset" not in log, log

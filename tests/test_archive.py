@@ -108,7 +108,7 @@ def test_disk_guard_stops_and_resumes(tmp_path: Path, caplog: pytest.LogCaptureF
     with caplog.at_level(logging.ERROR, logger="streamsep.daemon.archive"):
         archive.write(100, _counter(100, 100))
         wait_for(lambda: archive.stats.stopped, 10, "the disk guard")
-    assert "archive: STOPPED: only 4 MiB free" in caplog.text
+    assert "archive: STOPPED: only 4.0 MiB free" in caplog.text
     free[0] = int(5.2 * 2**20)  # above min_free_mb but not 10 % above it: still stopped
     archive.write(200, _counter(200, 100))
     wait_for(lambda: archive.stats.samples_dropped == 200, 10, "a dropped block")

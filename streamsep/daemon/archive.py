@@ -369,13 +369,13 @@ class RawArchive:
         need = self._worst_bytes(n_samples) + self._slack_bytes
         if self.stats.stopped:
             if free - need >= limit * _RESUME_FACTOR:
-                _LOGGER.warning("archive: resuming, %.0f MiB free", free / _MIB)
+                _LOGGER.warning("archive: resuming, %.1f MiB free", free / _MIB)
                 self.stats.stopped = False
             return not self.stats.stopped
         if free - need < limit:
             _LOGGER.error(
-                "archive: STOPPED: only %.0f MiB free in %s (archive.min_free_mb = %g); "
-                "resuming above %.0f MiB",
+                "archive: STOPPED: only %.1f MiB free in %s (archive.min_free_mb = %g); "
+                "resuming above %.1f MiB",
                 free / _MIB,
                 self.directory,
                 self.settings.min_free_mb,

@@ -135,6 +135,11 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
      "refusing to serve metrics on 0.0.0.0: anyone who can reach it could read them"),
     ("metrics-insecure-type", '[metrics]\ninsecure = "yes"\n',
      'metrics.insecure must be true or false, got "yes"'),
+    ("endpoint-port", '[publish]\nendpoints = ["tcp://127.0.0.1:notaport"]\n',
+     'publish.endpoints must be an endpoint like tcp://127.0.0.1:5556 (port 0..65535 or *), '
+     'got "tcp://127.0.0.1:notaport"'),
+    ("endpoint-port-range", '[control]\nenabled = true\nendpoint = "tcp://127.0.0.1:99999"\n',
+     "control.endpoint must be an endpoint like"),
     # (`run` plays what the file holds, then sends the rest as a gap and exits 1: test_daemon)
     ("file-truncated", '[source]\nkind = "file"\npath = "cut.wav"\n',
      "is truncated: its header says 20000 samples, it holds 9989"),

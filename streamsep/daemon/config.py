@@ -17,7 +17,7 @@ wrong types and bad values are errors of one line that name the file and the key
 ``config.toml: source.sample_rate must be a positive integer, got "fast"``. Numbers must be
 finite (TOML allows ``nan`` and ``inf``) and within sane bounds (``model.num_threads`` at most
 256, ``source.sample_rate`` at most 768000, ...), so that ``check`` refuses what ``run`` would
-fail on later.
+fail on later (:mod:`streamsep.daemon.limits`).
 
 Relative paths (model files, the input file, key files, the archive folder) are relative to the
 folder of the config file, whatever the working directory; ``~`` is expanded.
@@ -26,7 +26,6 @@ folder of the config file, whatever the working directory; ``~`` is expanded.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import sys
 import types
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final, Union, get_args, get_origin, get_type_hints
 
 from streamsep.daemon.archive import ArchiveSettings
+from streamsep.daemon.limits import check_endpoints, check_numbers
 from streamsep.daemon.metrics import MetricsSettings
 from streamsep.engine.model import PASSTHROUGH
 from streamsep.engine.params import load_params
@@ -181,72 +181,6 @@ _SECTIONS: Final = (
 )
 
 
-_DAY: Final = 86400.0
-# Upper bounds of numbers whose type and lower bound their settings class checks: beyond them a
-# value is a mistake that would fail only while running (a thread timeout overflows, a buffer
-# cannot be allocated, a socket option is refused, the model cannot start its threads).
-# ``key: (low, high)``; a list is checked item by item. Lower bounds are left to the classes
-# (their messages say more), except for the magnitudes of the decibel keys.
-_ANY: Final = -math.inf
-_BOUNDS: Final[dict[str, tuple[float, float]]] = {
-    "source.sample_rate": (_ANY, 768_000),
-    "source.channels": (_ANY, 256),
-    "source.block_size": (_ANY, 1 << 20),
-    "source.latency": (_ANY, 10.0),
-    "source.buffer_seconds": (_ANY, 600.0),
-    "source.stall_seconds": (_ANY, _DAY),
-    "source.reconnect_seconds": (_ANY, _DAY),
-    "source.reconnect_max_seconds": (_ANY, _DAY),
-    "source.poll_seconds": (_ANY, 3600.0),
-    "source.timeout_seconds": (_ANY, 3600.0),
-    "source.stall_target_durations": (_ANY, 1000.0),
-    "source.max_gap_seconds": (_ANY, _DAY),
-    "source.live_edge_segments": (_ANY, 1000),
-    "source.max_behind_segments": (_ANY, 100_000),
-    "source.segment_retries": (_ANY, 1000),
-    "model.num_threads": (_ANY, 256),
-    "stream.hop_frames": (_ANY, 1 << 20),
-    "stream.lookahead_frames": (_ANY, 1 << 20),
-    "publish.hwm": (_ANY, 1_000_000),
-    "publish.sndbuf_bytes": (_ANY, 1 << 30),
-    "publish.queue_chunks": (_ANY, 100_000),
-    "publish.levels_seconds": (_ANY, 3600.0),
-    "publish.status_seconds": (_ANY, 3600.0),
-    "publish.end_timeout_seconds": (_ANY, 3600.0),
-    "publish.sensitivity_db_re_1v_per_upa": (-400.0, 400.0),
-    "publish.gain_db": (-200.0, 200.0),
-    "publish.full_scale_volts": (_ANY, 1e6),
-    "archive.file_seconds": (_ANY, _DAY),
-    "archive.queue_seconds": (_ANY, 600.0),
-    "archive.min_free_mb": (_ANY, float(1 << 30)),
-}
-
-
-def _check_numbers(data: dict[str, Any]) -> None:
-    """Every number in the config is finite, and within :data:`_BOUNDS` where it has one."""
-    for section, table in data.items():
-        if not isinstance(table, dict):
-            continue
-        for key, value in table.items():
-            name = f"{section}.{key}"
-            for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, bool) or not isinstance(item, int | float):
-                    continue
-                if isinstance(item, float) and not math.isfinite(item):
-                    raise ConfigError(f"{name} must be a finite number, got {item}")  # nan, inf
-                low, high = _BOUNDS.get(name, (-math.inf, math.inf))
-                if not low <= item <= high:
-                    bound = f"at most {_plain(high)}"
-                    if low != _ANY:
-                        bound = f"in [{_plain(low)}, {_plain(high)}]"
-                    raise fail(name, bound, item)
-
-
-def _plain(x: float) -> str:
-    """``1000000``, not ``1e+06``."""
-    return str(int(x)) if x == int(x) else f"{x:g}"
-
-
 def load_config(path: str | Path | None) -> DaemonSettings:
     """Read and validate a TOML config; None gives the defaults.
 
@@ -299,7 +233,7 @@ class _Parser:
 
     def parse(self, data: dict[str, Any], name: str) -> DaemonSettings:
         _no_unknown("", data, _SECTIONS)
-        _check_numbers(data)
+        check_numbers(data)
         tables = {}
         for section in _SECTIONS:
             table = data.get(section, {})
@@ -309,6 +243,8 @@ class _Parser:
         publish = dict(tables["publish"])
         rate = publish.pop("rate", "capture")
         control = dict(tables["control"])
+        check_endpoints("publish.endpoints", publish.get("endpoints"))
+        check_endpoints("control.endpoint", control.get("endpoint"))
         control_enabled = check_bool("control.enabled", control.pop("enabled", False))
         return DaemonSettings(
             source=self.source(tables["source"]),

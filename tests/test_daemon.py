@@ -539,6 +539,7 @@ def test_file_source_that_ends_early(
     assert filled == lost and first + received == readable
     assert stem[-1].header.flags & FLAG_GAP or any(c.header.filled_samples for c in stem[-3:])
     status = daemon.status()
+    assert "version" not in status  # the protocol's key (its messages set it), not ours
     assert status["samples_lost"] == lost and status["samples_lost_by_cause"]["file"] == lost
     assert status["file"]["ended_early"] and status["file"]["samples_read"] == readable
     metrics = render(daemon.collect_metrics())

@@ -23,7 +23,9 @@ __all__ = ["daemon_status", "daemon_metrics"]
 def daemon_status(daemon: Daemon) -> dict[str, Any]:
     """JSON-able status of ``daemon``; see docs/daemon.md."""
     c = daemon.components
-    out: dict[str, Any] = {"state": daemon.state.value, "version": __version__}
+    # "version" is the protocol's (docs/protocol.md, section 10), set by the message layer:
+    # the package's version goes under its own key, never over it.
+    out: dict[str, Any] = {"state": daemon.state.value, "software_version": __version__}
     if c.pipeline is not None:
         out.update(pipeline_status(c.pipeline, None, daemon.started))
     out["capture_rate"] = c.sample_rate

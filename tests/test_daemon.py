@@ -688,3 +688,26 @@ def test_watchdog_pings_only_while_the_pipeline_progresses() -> None:
     run_for(0.25, progress=False)  # grace: up to watchdog/2 without progress
     assert run_for(0.5, progress=False) == 0
     assert run_for(0.3, progress=True) >= 1  # progress again: pings again
+
+
+def test_a_model_that_cannot_run_fails_at_start(tmp_path: Path) -> None:
+    """What the first block would hit (an interpreter that cannot start its threads) fails in
+    ``warm_up``, before ``running``, as one line; a model that runs passes."""
+    from streamsep.daemon.wiring import warm_up
+    from streamsep.engine.model import PassthroughModel
+    from streamsep.engine.params import load_params
+    from streamsep.errors import ModelError
+
+    params = load_params(write_params(tmp_path, 16000))
+    warm_up(PassthroughModel(params))
+
+    class Broken(PassthroughModel):
+        def predict(self, spectrogram: np.ndarray) -> np.ndarray:
+            raise RuntimeError("XNNPack delegate failed to reshape\nnode 111 failed to prepare.")
+
+    with pytest.raises(ModelError) as error:
+        warm_up(Broken(params))
+    assert str(error.value) == (
+        "model: cannot run PassthroughModel(stems=['orca_vocals', 'noise']): "
+        "node 111 failed to prepare."
+    )

@@ -127,6 +127,8 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
      "publish.queue_chunks must be at most 100000"),
     ("hls-timeout-absurd", HLS + "timeout_seconds = 1e12\n",
      "source.timeout_seconds must be at most 3600"),
+    ("archive-file-storm", "[archive]\nfile_seconds = 1e-9\n",
+     "archive.file_seconds must be in [0.1, 86400], got 1e-09"),
     ("archive-queue-absurd", "[archive]\nqueue_seconds = 1e12\n",
      "archive.queue_seconds must be at most 600"),
     ("archive-margin", '[archive]\nenabled = true\ndirectory = "arch"\nmin_free_mb = 1e9\n',

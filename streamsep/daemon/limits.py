@@ -23,7 +23,8 @@ _DAY: Final = 86400.0
 # value is a mistake that would fail only while running (a thread timeout overflows, a buffer
 # cannot be allocated, a socket option is refused, the model cannot start its threads).
 # ``key: (low, high)``; a list is checked item by item. Lower bounds are left to the classes
-# (their messages say more), except for the magnitudes of the decibel keys.
+# (their messages say more), except for the magnitudes of the decibel keys and the archive's
+# file length.
 _ANY: Final = -math.inf
 BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "source.sample_rate": (_ANY, 768_000),
@@ -53,7 +54,7 @@ BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "publish.sensitivity_db_re_1v_per_upa": (-400.0, 400.0),
     "publish.gain_db": (-200.0, 200.0),
     "publish.full_scale_volts": (_ANY, 1e6),
-    "archive.file_seconds": (_ANY, _DAY),
+    "archive.file_seconds": (0.1, _DAY),  # shorter: a new file every few hundred samples
     "archive.queue_seconds": (_ANY, 600.0),
     "archive.min_free_mb": (_ANY, float(1 << 30)),
 }

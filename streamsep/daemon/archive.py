@@ -308,9 +308,14 @@ class RawArchive:
                 self._queued -= samples.shape[0]
             try:
                 self._archive(index, samples)
-            except (OSError, RuntimeError, sf.LibsndfileError, AssertionError) as e:
-                # (soundfile asserts that a write was complete: a full disk can fail it)
-                _LOGGER.error("archive: write failed: %s; retrying in %g s", e, _RETRY_SECONDS)
+            except Exception as e:  # noqa: BLE001 - per block: the writer thread never ends
+                # (OSError, libsndfile's errors, and soundfile's assertion that a write was
+                # complete, which a full disk can fail)
+                _LOGGER.error(
+                    "archive: write failed: %s; retrying in %g s",
+                    str(e) or type(e).__name__,
+                    _RETRY_SECONDS,
+                )
                 self.stats.samples_dropped += samples.shape[0]
                 self._abandon_file()
                 self._retry_at = time.monotonic() + _RETRY_SECONDS

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 from streamsep.net.subscribe import Chunk, JsonMessage, Subscriber
 
@@ -199,3 +200,29 @@ def concat(chunks: list[Chunk]) -> tuple[int, np.ndarray]:
             f"{previous.end_sample} (missing {chunk.missing})"
         )
     return chunks[0].first_sample, np.concatenate([c.samples for c in chunks])
+
+
+def damaged_file(folder: Path, damage: str, n_samples: int, rate: int) -> tuple[Path, int]:
+    """A stereo file of ``n_samples`` in its header, damaged: ``cut_flac``, ``cut_wav`` (the
+    second half of the bytes gone), ``corrupt_flac`` (random bytes from the middle on) or
+    ``garbage_flac`` (random bytes after the header). Returns the path and the samples
+    libsndfile can still read in the file source's 1024-sample reads (a read that fails
+    returns nothing)."""
+    audio = 0.3 * np.random.default_rng(5).uniform(-1, 1, (n_samples, 2))
+    fmt = "WAV" if damage.endswith("wav") else "FLAC"
+    path = folder / f"{damage}.{fmt.lower()}"
+    sf.write(path, audio, rate, format=fmt, subtype="PCM_16")
+    data = path.read_bytes()
+    keep = 200 if damage == "garbage_flac" else len(data) // 2
+    garbage = b"" if damage.startswith("cut") else np.random.default_rng(3).bytes(len(data) - keep)
+    data = data[:keep] + garbage
+    path.write_bytes(data)
+    readable = 0
+    try:
+        with sf.SoundFile(path) as f:
+            while (n := f.read(1024, dtype="float32").shape[0]) > 0:
+                readable += n
+    except sf.LibsndfileError:
+        pass
+    assert readable < n_samples
+    return path, readable

@@ -5,14 +5,17 @@ guard that stops archiving loudly (the end-to-end test through JACK is in test_d
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from streamsep.daemon import archive as archive_module
-from streamsep.daemon.archive import ArchiveSettings, RawArchive, file_name
+from streamsep.daemon.archive import ArchiveSettings, RawArchive, check_margin, file_name
 from streamsep.engine.clock import CaptureClock
 from streamsep.errors import ConfigError
 
@@ -86,10 +89,7 @@ def test_a_gap_starts_a_new_file(tmp_path: Path) -> None:
     assert np.array_equal(archived, expected)
 
 
-def test_disk_guard_stops_and_resumes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(archive_module, "_SPACE_CHECK_SECONDS", 0.0)
+def test_disk_guard_stops_and_resumes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     free = [10 * 2**20]
     settings = ArchiveSettings(
         enabled=True, directory=str(tmp_path / "a"), file_seconds=0.25, min_free_mb=5
@@ -108,7 +108,7 @@ def test_disk_guard_stops_and_resumes(
     with caplog.at_level(logging.ERROR, logger="streamsep.daemon.archive"):
         archive.write(100, _counter(100, 100))
         wait_for(lambda: archive.stats.stopped, 10, "the disk guard")
-    assert "archive: STOPPED: only 4 MiB free" in caplog.text
+    assert "archive: STOPPED: only 4.0 MiB free" in caplog.text
     free[0] = int(5.2 * 2**20)  # above min_free_mb but not 10 % above it: still stopped
     archive.write(200, _counter(200, 100))
     wait_for(lambda: archive.stats.samples_dropped == 200, 10, "a dropped block")
@@ -162,3 +162,123 @@ def test_settings_checks() -> None:
         ArchiveSettings(file_seconds=0)
     with pytest.raises(ConfigError, match="archive.prefix must be a name without path"):
         ArchiveSettings(prefix="a/b")
+
+
+def _fill(
+    directory: Path, disk_free: object = None, min_free_mb: float = 3
+) -> tuple[RawArchive, int]:
+    """20 s of incompressible 48 kHz stereo 24-bit noise (5.8 MB as FLAC) into ``directory``
+    with ``min_free_mb = 3``; returns the stopped archive and the samples offered."""
+    rate = 48000
+    settings = ArchiveSettings(
+        enabled=True,
+        directory=str(directory),
+        file_seconds=2.0,
+        min_free_mb=min_free_mb,
+        queue_seconds=30,
+    )
+    archive = RawArchive(
+        settings,
+        sample_rate=rate,
+        n_channels=2,
+        clock=CaptureClock(rate, T0_NS),
+        disk_free=disk_free,  # type: ignore[arg-type]
+    )
+    noise = np.random.default_rng(11).uniform(-1, 1, (20 * rate, 2)).astype(np.float32)
+    archive.start()
+    for index in range(0, noise.shape[0], 1024):
+        archive.write(index, noise[index : index + 1024])
+    archive.stop()
+    return archive, noise.shape[0]
+
+
+def _check_margin_kept(
+    archive: RawArchive, offered: int, free_after: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    stats = archive.stats
+    assert free_after >= 3 * 2**20, f"only {free_after / 2**20:.2f} MiB left free"
+    assert stats.stopped and stats.samples_written > 0
+    assert stats.samples_written + stats.samples_dropped == offered  # every sample counted
+    stopped = [r for r in caplog.records if "archive: STOPPED" in r.getMessage()]
+    assert len(stopped) == 1, caplog.text  # logged once, not per block
+    files = sorted(archive.directory.iterdir())
+    assert not [p for p in files if p.name.endswith(".part")]
+    assert sum(sf.info(str(p)).frames for p in files) == stats.samples_written
+
+
+def test_disk_guard_keeps_its_margin_on_a_small_disk(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 5 MiB disk simulated through the free-space seam (what the files occupy): the
+    archive stops before fewer than ``min_free_mb = 3`` MiB are left."""
+    directory = tmp_path / "small"
+    directory.mkdir()
+    size = 5 * 2**20
+
+    def disk_free(path: Path) -> int:
+        return size - sum(p.stat().st_blocks * 512 for p in path.iterdir())
+
+    with caplog.at_level(logging.ERROR, logger="streamsep.daemon.archive"):
+        archive, offered = _fill(directory, disk_free)
+    _check_margin_kept(archive, offered, disk_free(directory), caplog)
+
+
+@pytest.fixture
+def tmpfs_5mib(tmp_path: Path) -> Iterator[Path]:
+    """A real 5 MiB tmpfs (needs root and ``mount``; skipped otherwise)."""
+    folder = tmp_path / "tmpfs"
+    folder.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_disk_guard_keeps_its_margin_on_a_5_mib_tmpfs(
+    tmpfs_5mib: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="streamsep.daemon.archive"):
+        archive, offered = _fill(tmpfs_5mib / "archive")
+    _check_margin_kept(archive, offered, shutil.disk_usage(tmpfs_5mib).free, caplog)
+
+
+def test_margin_beyond_the_disk_is_a_config_error(tmp_path: Path) -> None:
+    total_mb = shutil.disk_usage(tmp_path).total / 2**20
+    settings = ArchiveSettings(enabled=True, directory=str(tmp_path / "a"), min_free_mb=total_mb)
+    with pytest.raises(ConfigError, match=r"archive.min_free_mb = .* is more than the whole disk"):
+        check_margin(settings)
+    with pytest.raises(ConfigError, match="more than the whole disk"):
+        RawArchive(settings, sample_rate=RATE, n_channels=1, clock=CaptureClock(RATE, T0_NS))
+    check_margin(ArchiveSettings(enabled=True, directory=str(tmp_path / "a"), min_free_mb=1))
+
+
+def test_a_full_disk_is_survived(tmpfs_5mib: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Another writer fills the disk (here: the free-space check is told the disk is empty):
+    writes fail with ENOSPC; the writer thread logs one line, counts the samples and keeps
+    going; no traceback. (With ``min_free_mb = 0`` the guard alone stops before 100 %.)"""
+    with caplog.at_level(logging.WARNING, logger="streamsep.daemon.archive"):
+        archive, offered = _fill(tmpfs_5mib / "archive", lambda path: 1 << 40, min_free_mb=0)
+    stats = archive.stats
+    assert stats.samples_written > 0 and stats.samples_dropped > 0
+    assert stats.samples_written + stats.samples_dropped == offered
+    failures = [r for r in caplog.records if "archive: write failed" in r.getMessage()]
+    assert 1 <= len(failures) <= 2, caplog.text  # then retried every 10 s
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_zero_margin_still_stops_before_the_disk_is_full(
+    tmpfs_5mib: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="streamsep.daemon.archive"):
+        archive, offered = _fill(tmpfs_5mib / "archive", min_free_mb=0)
+    assert archive.stats.stopped and shutil.disk_usage(tmpfs_5mib).free > 0
+    assert "write failed" not in caplog.text

@@ -9,7 +9,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from streamsep.cli.daemon import main
 from streamsep.daemon.config import DaemonSettings, SourceSettings, load_config
@@ -101,6 +103,50 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
      "source.segment_retries must be a positive integer, got 0"),
     ("orcasound-typo", ORCA + 'nod = "x"\n', "unknown key source.nod; did you mean 'node'?"),
     ("node-on-device", '[source]\nnode = "x"\n', 'source.node does not apply to kind = "device"'),
+    # What `run` would only fail on later (issue 18, defect 10): bounds and non-finite numbers.
+    ("threads-huge", "[model]\nnum_threads = 100000\n",
+     "model.num_threads must be at most 256, got 100000"),
+    ("nan-seconds", "[source]\nstall_seconds = nan\n",
+     "source.stall_seconds must be a finite number, got nan"),
+    ("inf-levels", "[publish]\nlevels_seconds = inf\n",
+     "publish.levels_seconds must be a finite number, got inf"),
+    ("nan-gain", "[publish]\ngain_db = -nan\n", "publish.gain_db must be a finite number"),
+    ("gain-absurd", "[publish]\ngain_db = 1e30\n",
+     "publish.gain_db must be in [-200, 200], got 1e+30"),
+    ("rate-absurd", "[source]\nsample_rate = 1000000000000\n",
+     "source.sample_rate must be at most 768000, got 1000000000000"),
+    ("channels-absurd", "[source]\nchannels = 1000000000000\n",
+     "source.channels must be at most 256, got 1000000000000"),
+    ("channel-list-absurd", "[source]\nchannels = [1, 100000]\n",
+     "source.channels must be at most 256, got 100000"),
+    ("buffer-absurd", "[source]\nbuffer_seconds = 1e9\n",
+     "source.buffer_seconds must be at most 600, got 1000000000.0"),
+    ("reconnect-absurd", "[source]\nreconnect_max_seconds = 1e30\n",
+     "source.reconnect_max_seconds must be at most 86400"),
+    ("hwm-absurd", "[publish]\nhwm = 10000000000\n",
+     "publish.hwm must be at most 1000000, got 10000000000"),
+    ("queue-absurd", "[publish]\nqueue_chunks = 10000000000\n",
+     "publish.queue_chunks must be at most 100000"),
+    ("hls-timeout-absurd", HLS + "timeout_seconds = 1e12\n",
+     "source.timeout_seconds must be at most 3600"),
+    ("archive-file-storm", "[archive]\nfile_seconds = 1e-9\n",
+     "archive.file_seconds must be in [0.1, 86400], got 1e-09"),
+    ("archive-queue-absurd", "[archive]\nqueue_seconds = 1e12\n",
+     "archive.queue_seconds must be at most 600"),
+    ("archive-margin", '[archive]\nenabled = true\ndirectory = "arch"\nmin_free_mb = 1e9\n',
+     "archive.min_free_mb = 1e+09 is more than the whole disk of"),
+    ("metrics-open", '[metrics]\nenabled = true\nhost = "0.0.0.0"\n',
+     "refusing to serve metrics on 0.0.0.0: anyone who can reach it could read them"),
+    ("metrics-insecure-type", '[metrics]\ninsecure = "yes"\n',
+     'metrics.insecure must be true or false, got "yes"'),
+    ("endpoint-port", '[publish]\nendpoints = ["tcp://127.0.0.1:notaport"]\n',
+     'publish.endpoints must be an endpoint like tcp://127.0.0.1:5556 (port 0..65535 or *), '
+     'got "tcp://127.0.0.1:notaport"'),
+    ("endpoint-port-range", '[control]\nenabled = true\nendpoint = "tcp://127.0.0.1:99999"\n',
+     "control.endpoint must be an endpoint like"),
+    # (`run` plays what the file holds, then sends the rest as a gap and exits 1: test_daemon)
+    ("file-truncated", '[source]\nkind = "file"\npath = "cut.wav"\n',
+     "is truncated: its header says 20000 samples, it holds 9989"),
 ]  # fmt: skip
 
 # Run as real `check` and `run` subprocesses (two interpreter starts each, so a subset covering
@@ -109,7 +155,7 @@ SUBPROCESS_CASES = (
     "rate-type", "unknown-key", "unknown-section", "kind", "channels-type", "file-missing",
     "model-missing", "params-bad-json", "lookahead-range", "open-bind", "publish-rate",
     "archive-unwritable", "metrics-port", "toml-syntax", "no-such-device", "rate-refused",
-    "too-many-channels", "missing-file",
+    "too-many-channels", "missing-file", "threads-huge", "metrics-open",
 )  # fmt: skip
 IN_PROCESS_CASES = [c for c in BAD_CONFIGS if c[0] not in SUBPROCESS_CASES]
 
@@ -118,6 +164,9 @@ def _write_fixture_files(folder: Path) -> None:
     (folder / "p16.json").write_text(PARAMS_16K)
     (folder / "broken.json").write_text("{")
     (folder / "afile").write_text("not a folder")
+    sf.write(folder / "full.wav", np.zeros((20000, 1), np.float32), 16000, subtype="PCM_16")
+    data = (folder / "full.wav").read_bytes()
+    (folder / "cut.wav").write_bytes(data[: len(data) // 2])  # the header says 20000 samples
 
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -6,6 +6,7 @@ being killed and restarted."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from streamsep.daemon.supervisor import Daemon, State
 from streamsep.engine.outrate import OutputResampler
 from streamsep.engine.pipeline import CollectSink, OutputChunk, PipelineStats
 from streamsep.net.control import request
+from streamsep.net.protocol import FLAG_GAP
 from streamsep.net.subscribe import Chunk, Subscriber
 
 from ._daemon import (
@@ -37,6 +39,7 @@ from ._daemon import (
     NotifyListener,
     collect,
     concat,
+    damaged_file,
     received_seconds,
     toml_text,
     unexpected_tracebacks,
@@ -496,6 +499,59 @@ def test_file_source_daemon_ends_with_the_file(tmp_path: Path) -> None:
     assert daemon.state is State.STOPPED
 
 
+@pytest.mark.parametrize("damage", ["cut_flac", "cut_wav", "corrupt_flac"])
+def test_file_source_that_ends_early(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A truncated or corrupt file: the samples never read go out as a gap at the end (flagged,
+    counted in status and metrics), one error line, exit 1, no traceback. (Garbage right
+    after the header, nothing readable: tests/test_cli.py, where ``stream`` can wait for
+    the subscriber.)"""
+    rate, n_samples = 16000, 40000
+    path, readable = damaged_file(tmp_path, damage, n_samples, rate)
+    lost = n_samples - readable
+    params = write_params(tmp_path, rate)
+    endpoint = free_tcp_endpoint()
+    config = tmp_path / "file.toml"
+    config.write_text(
+        toml_text(
+            {
+                "source": {"kind": "file", "path": path.name, "realtime": True},
+                "model": {"params": params.name, "model": "passthrough"},
+                "publish": {"endpoints": [endpoint], **QUIET_PUBLISH},
+            }
+        )
+    )
+    subscriber = Subscriber(endpoint, ["orca_vocals"], hwm=100000)
+    try:
+        daemon = Daemon(load_config(config), notifier=Notifier({}))
+        with caplog.at_level(logging.INFO):
+            assert daemon.run() == 1
+        chunks: dict[str, list[Chunk]] = {}
+        collect(subscriber, chunks, lambda: subscriber.ended, 20, "the end of stream")
+    finally:
+        subscriber.close()
+    stem = chunks["orca_vocals"]
+    assert stem[-1].end_sample == n_samples  # the whole declared length, the end as a gap
+    filled = sum(c.header.filled_samples for c in stem)
+    first, _ = concat(stem)  # contiguous (the subscriber may join after the first chunks)
+    received = sum(c.n_samples for c in stem) - filled
+    assert filled == lost and first + received == readable
+    assert stem[-1].header.flags & FLAG_GAP or any(c.header.filled_samples for c in stem[-3:])
+    status = daemon.status()
+    assert "version" not in status  # the protocol's key (its messages set it), not ours
+    assert status["samples_lost"] == lost and status["samples_lost_by_cause"]["file"] == lost
+    assert status["file"]["ended_early"] and status["file"]["samples_read"] == readable
+    metrics = render(daemon.collect_metrics())
+    assert f'streamsep_samples_lost_total{{cause="file"}} {lost}\n' in metrics
+    assert "streamsep_file_ended_early 1\n" in metrics
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].name == "streamsep.sources.file", caplog.text
+    assert f"{lost} samples lost" in errors[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records), caplog.text
+    assert daemon.state is State.STOPPED
+
+
 def test_output_resampler(rng: np.random.Generator) -> None:
     """Model rate -> capture rate: continuous indices, gap positions scaled, exact total."""
     sink = CollectSink()
@@ -632,3 +688,26 @@ def test_watchdog_pings_only_while_the_pipeline_progresses() -> None:
     run_for(0.25, progress=False)  # grace: up to watchdog/2 without progress
     assert run_for(0.5, progress=False) == 0
     assert run_for(0.3, progress=True) >= 1  # progress again: pings again
+
+
+def test_a_model_that_cannot_run_fails_at_start(tmp_path: Path) -> None:
+    """What the first block would hit (an interpreter that cannot start its threads) fails in
+    ``warm_up``, before ``running``, as one line; a model that runs passes."""
+    from streamsep.daemon.wiring import warm_up
+    from streamsep.engine.model import PassthroughModel
+    from streamsep.engine.params import load_params
+    from streamsep.errors import ModelError
+
+    params = load_params(write_params(tmp_path, 16000))
+    warm_up(PassthroughModel(params))
+
+    class Broken(PassthroughModel):
+        def predict(self, spectrogram: np.ndarray) -> np.ndarray:
+            raise RuntimeError("XNNPack delegate failed to reshape\nnode 111 failed to prepare.")
+
+    with pytest.raises(ModelError) as error:
+        warm_up(Broken(params))
+    assert str(error.value) == (
+        "model: cannot run PassthroughModel(stems=['orca_vocals', 'noise']): "
+        "node 111 failed to prepare."
+    )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from streamsep.daemon.config import DaemonSettings, LoggingSettings, load_config
-from streamsep.errors import StreamsepError
+from streamsep.errors import AudioFileError, StreamsepError
 
 __all__ = ["add_commands", "handlers", "main"]
 
@@ -46,9 +46,10 @@ def add_commands(subparsers: Any) -> dict[str, Handler]:
     p = subparsers.add_parser(
         "check",
         help="validate a daemon config, its model and its device without running",
-        description="Load CONFIG.toml, the model and the params, and check the device (or the "
-        "input file) and the archive folder; an HLS or Orcasound source is validated but not "
-        "contacted. Exits 0 and prints a summary when all is well.",
+        description="Load CONFIG.toml, the model and the params (and run the model once), and "
+        "check the device (or the input file) and the archive folder and its free-space "
+        "margin; an HLS or Orcasound source is validated but not contacted. Exits 0 and "
+        "prints a summary when all is well.",
     )
     p.add_argument("-c", "--config", required=True, metavar="CONFIG.toml", help=_CONFIG_HELP)
     return handlers()
@@ -123,18 +124,21 @@ def check(settings: DaemonSettings) -> list[str]:
     StreamsepError
         The first problem found.
     """
-    from streamsep.daemon.archive import check_directory
+    from streamsep.daemon.archive import check_directory, check_margin
+    from streamsep.daemon.wiring import warm_up
     from streamsep.engine.offline import Separator
     from streamsep.sources.device.capture import check_device
-    from streamsep.sources.file import file_info
+    from streamsep.sources.file import declared_samples, file_info
 
     lines = [f"config: {settings.config_path or '(defaults)'}"]
     if settings.archive.enabled:
         check_directory(settings.archive.directory, create=False)
+        check_margin(settings.archive)
     s = settings
     separator = Separator(
         s.model.params, s.model.model, stream=s.stream, num_threads=s.model.num_threads
     )
+    warm_up(separator.model)  # what the first block would hit: the interpreter's threads
     p = separator.params
     lines.append(
         f"model: {separator.model!r}, {p.sample_rate} Hz, {p.n_channels} ch, "
@@ -154,6 +158,12 @@ def check(settings: DaemonSettings) -> list[str]:
     else:
         assert s.source.file is not None
         rate, n_channels, n_samples = file_info(s.source.file.path)
+        declared = declared_samples(s.source.file.path)
+        if declared is not None and declared > n_samples:
+            raise AudioFileError(
+                f"source.path: {s.source.file.path} is truncated: its header says {declared} "
+                f"samples, it holds {n_samples}"
+            )
         lines.append(
             f"source: file {s.source.file.path}, {rate} Hz, {n_channels} ch, "
             f"{n_samples / rate:.1f} s, realtime {s.source.file.realtime}, "

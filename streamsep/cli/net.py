@@ -216,6 +216,8 @@ def _cmd_stream(
             f"{topic}: {counts['messages_sent']} messages, {counts['samples_sent']} samples "
             f"sent, {counts['samples_dropped']} dropped"
         )
+    if status["file"]["ended_early"]:
+        return 1  # logged in one line by the file source; the missing samples were a gap
     return 0
 
 

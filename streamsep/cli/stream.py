@@ -82,6 +82,18 @@ class FileStreamer:
         publisher adds to its own status messages)."""
         return pipeline_status(self.pipeline, None, self._started)
 
+    def file_status(self) -> dict[str, Any]:
+        """The input file's counters: ``samples_read``, ``samples_lost`` (never read: the file
+        ended before its header's length) and ``ended_early`` with the ``error``."""
+        source = self.source
+        return {
+            "path": str(source.path),
+            "samples_read": source.samples_written,
+            "samples_lost": source.samples_lost,
+            "ended_early": source.error is not None,
+            "error": None if source.error is None else str(source.error),
+        }
+
     def start(self, wait_subscribers: int = 0, wait_seconds: float = 60.0) -> None:
         """Bind (unless the publisher was started already), wait for ``wait_subscribers``
         subscriptions, then start reading the file.
@@ -148,7 +160,9 @@ def stream_file(
     wait_subscribers: int = 0,
     wait_seconds: float = 60.0,
 ) -> dict[str, Any]:
-    """Publish ``path`` and return when its end of stream is sent; returns the final status.
+    """Publish ``path`` and return when its end of stream is sent; returns the final status
+    (:func:`pipeline_status` plus ``file``: :meth:`FileStreamer.file_status`; a file that ended
+    early has ``ended_early`` set, its missing samples went out as a gap at the end).
 
     See :class:`FileStreamer` for the parameters.
     """
@@ -162,4 +176,5 @@ def stream_file(
         if streamer.publisher.error is not None:
             raise streamer.publisher.error
         status = pipeline_status(streamer.pipeline, streamer.publisher, streamer._started)
+        status["file"] = streamer.file_status()
     return status

@@ -1,5 +1,6 @@
-"""The daemon: TOML configuration (``config``), the supervisor that wires a source to the
-pipeline and its sinks and keeps them running, raw archive, Prometheus metrics and systemd
+"""The daemon: TOML configuration (``config``), the source wiring that builds a source, the
+pipeline and its sinks (``wiring``), the supervisor that keeps them running (``supervisor``),
+its status and metrics (``report``), raw archive, Prometheus metrics server and systemd
 notification.
 
 Layer 4. May import every layer below (core, ``engine``, ``sources``, ``net``, ``events``,

@@ -15,9 +15,14 @@ most 24-bit integers, which float32 holds exactly, so this is lossless; values o
 Threads: :meth:`RawArchive.write` runs on the capture thread and only puts the block on a
 bounded queue (``queue_seconds`` of audio); when the queue is full the block is dropped,
 counted, and the next file starts after the hole. Files are written on ``streamsep-archive``.
-A disk-space guard checks the free space before each file and every few seconds: below
-``min_free_mb`` archiving stops (error logged, ``stopped`` set, counted) and resumes once the free
-space is back above ``1.1 * min_free_mb``.
+
+Disk guard: before every write (a ``statvfs``, a few microseconds) the free space must stay
+above ``min_free_mb`` after the write, counting the worst case of what it can add: the block as
+uncompressed FLAC (noise does not compress), the encoder's buffered frames, a new file's
+header and one filesystem block. Otherwise archiving stops before the margin is crossed (one
+error line, ``stopped`` set, the samples counted as dropped) and resumes once the free space is
+back above ``1.1 * min_free_mb`` plus that worst case. A ``min_free_mb`` beyond the size of the
+disk is a configuration error (:func:`check_margin`).
 """
 
 from __future__ import annotations
@@ -43,12 +48,23 @@ from streamsep.engine.clock import Clock
 from streamsep.errors import ConfigError
 from streamsep.validate import check_bool, check_number, check_str, fail
 
-__all__ = ["ArchiveSettings", "RawArchive", "ArchiveStats", "check_directory", "file_name"]
+__all__ = [
+    "ArchiveSettings",
+    "RawArchive",
+    "ArchiveStats",
+    "check_directory",
+    "check_margin",
+    "file_name",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
-_SPACE_CHECK_SECONDS: Final = 5.0
 _RETRY_SECONDS: Final = 10.0
+_MIB: Final = 1024 * 1024
+_FLAC_BLOCK: Final = 4096  # samples per FLAC frame (libsndfile's encoder)
+_FLAC_FRAME_OVERHEAD: Final = 32  # frame header, CRC, per-channel subframe headers (bytes, bound)
+_BUFFERED_SAMPLES: Final = 16384  # held in libsndfile's and libFLAC's buffers, written later
+_FILE_OVERHEAD_BYTES: Final = 16384  # FLAC header and metadata, one filesystem block
 _RESUME_FACTOR: Final = 1.1
 _JOIN_SECONDS: Final = 10.0
 _SUBTYPES: Final = {16: "PCM_16", 24: "PCM_24"}
@@ -116,6 +132,29 @@ def check_directory(directory: str | Path, *, create: bool = True) -> Path:
     return path
 
 
+def check_margin(settings: ArchiveSettings) -> None:
+    """Refuse a ``min_free_mb`` no disk space could satisfy (the disk of ``directory``, or of
+    the nearest existing folder above it, is smaller).
+
+    Raises
+    ------
+    ConfigError
+        If ``min_free_mb`` is at least the size of the disk.
+    """
+    existing = Path(settings.directory)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        total = shutil.disk_usage(existing).total
+    except OSError:
+        return  # check_directory reports an unusable folder
+    if settings.min_free_mb * _MIB >= total:
+        raise ConfigError(
+            f"archive.min_free_mb = {settings.min_free_mb:g} is more than the whole disk of "
+            f"{settings.directory} ({total / _MIB:.0f} MiB): nothing could be archived"
+        )
+
+
 def file_name(prefix: str, utc_ns: int) -> str:
     """``<prefix>YYYYmmddTHHMMSS.ffffffZ.flac`` for a first sample captured at ``utc_ns``."""
     seconds, ns = divmod(utc_ns, 1_000_000_000)
@@ -179,7 +218,7 @@ class RawArchive:
     Raises
     ------
     ConfigError
-        If the folder cannot be created or written.
+        If the folder cannot be created or written, or ``min_free_mb`` exceeds its disk.
     """
 
     def __init__(
@@ -193,6 +232,7 @@ class RawArchive:
     ) -> None:
         self.settings = settings
         self.directory = check_directory(settings.directory)
+        check_margin(settings)
         self.sample_rate = sample_rate
         self.n_channels = n_channels
         self.file_samples = max(1, round(settings.file_seconds * sample_rate))
@@ -208,8 +248,11 @@ class RawArchive:
         self._thread: threading.Thread | None = None
         self._writer: _Writer | None = None
         self._next_index = -1  # timeline index the open file continues with
-        self._space_due = 0.0
         self._retry_at = 0.0
+        self._free_error: str | None = None  # the last failure to read the free space
+        bytes_per_sample = n_channels * settings.bits_per_sample // 8
+        self._bytes_per_sample = bytes_per_sample
+        self._slack_bytes = self._worst_bytes(_BUFFERED_SAMPLES) + _FILE_OVERHEAD_BYTES
         self.stats = ArchiveStats()
         self.completed: list[Path] = []
         """Paths of the files completed so far (newest last; the last 1000)."""
@@ -265,15 +308,21 @@ class RawArchive:
                 self._queued -= samples.shape[0]
             try:
                 self._archive(index, samples)
-            except (OSError, RuntimeError, sf.LibsndfileError) as e:
-                _LOGGER.error("archive: write failed: %s; retrying in %g s", e, _RETRY_SECONDS)
+            except Exception as e:  # noqa: BLE001 - per block: the writer thread never ends
+                # (OSError, libsndfile's errors, and soundfile's assertion that a write was
+                # complete, which a full disk can fail)
+                _LOGGER.error(
+                    "archive: write failed: %s; retrying in %g s",
+                    str(e) or type(e).__name__,
+                    _RETRY_SECONDS,
+                )
                 self.stats.samples_dropped += samples.shape[0]
                 self._abandon_file()
                 self._retry_at = time.monotonic() + _RETRY_SECONDS
 
     def _archive(self, index: int, samples: NDArray[np.float32]) -> None:
         now = time.monotonic()
-        if now < self._retry_at or not self._space_ok(now):
+        if now < self._retry_at or not self._space_ok(samples.shape[0]):
             self.stats.samples_dropped += samples.shape[0]
             self._close_file()
             return
@@ -306,31 +355,36 @@ class RawArchive:
             ints = ints << 8  # libsndfile keeps the top 24 bits of an int32 for PCM_24
         return ints
 
-    def _space_ok(self, now: float) -> bool:
-        starting = self._writer is None and not self.stats.stopped  # a new file is due
-        if not starting and now < self._space_due:
-            return not self.stats.stopped
-        self._space_due = now + _SPACE_CHECK_SECONDS
+    def _worst_bytes(self, n_samples: int) -> int:
+        """The most bytes ``n_samples`` can add to a FLAC file (verbatim frames)."""
+        frames = n_samples // _FLAC_BLOCK + 1
+        return n_samples * self._bytes_per_sample + frames * _FLAC_FRAME_OVERHEAD
+
+    def _space_ok(self, n_samples: int) -> bool:
+        """Whether ``n_samples`` more can be written and keep ``min_free_mb`` free."""
         try:
             free = int(self._disk_free(self.directory))
         except OSError as e:
-            _LOGGER.error("archive: cannot check free space in %s: %s", self.directory, e)
+            if str(e) != self._free_error:  # once per kind of failure
+                self._free_error = str(e)
+                _LOGGER.error("archive: cannot check free space in %s: %s", self.directory, e)
             return not self.stats.stopped
         self.stats.free_bytes = free
-        limit = self.settings.min_free_mb * 1024 * 1024
+        limit = self.settings.min_free_mb * _MIB
+        need = self._worst_bytes(n_samples) + self._slack_bytes
         if self.stats.stopped:
-            if free >= limit * _RESUME_FACTOR:
-                _LOGGER.warning("archive: resuming, %.0f MiB free", free / 2**20)
+            if free - need >= limit * _RESUME_FACTOR:
+                _LOGGER.warning("archive: resuming, %.1f MiB free", free / _MIB)
                 self.stats.stopped = False
             return not self.stats.stopped
-        if free < limit:
+        if free - need < limit:
             _LOGGER.error(
-                "archive: STOPPED: only %.0f MiB free in %s (archive.min_free_mb = %g); "
-                "resuming above %.0f MiB",
-                free / 2**20,
+                "archive: STOPPED: only %.1f MiB free in %s (archive.min_free_mb = %g); "
+                "resuming above %.1f MiB",
+                free / _MIB,
                 self.directory,
                 self.settings.min_free_mb,
-                limit * _RESUME_FACTOR / 2**20,
+                (limit * _RESUME_FACTOR + need) / _MIB,
             )
             self.stats.stopped = True
             return False

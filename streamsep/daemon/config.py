@@ -16,7 +16,10 @@ Sections and the settings class each one becomes::
 
 Every section and key is optional; a missing one keeps its default. Unknown sections and keys,
 wrong types and bad values are errors of one line that name the file and the key, e.g.
-``config.toml: source.sample_rate must be a positive integer, got "fast"``.
+``config.toml: source.sample_rate must be a positive integer, got "fast"``. Numbers must be
+finite (TOML allows ``nan`` and ``inf``) and within sane bounds (``model.num_threads`` at most
+256, ``source.sample_rate`` at most 768000, ...), so that ``check`` refuses what ``run`` would
+fail on later (:mod:`streamsep.daemon.limits`).
 
 Relative paths (model files, the input file, key files, the archive folder) are relative to the
 folder of the config file, whatever the working directory; ``~`` is expanded.
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final, Union, get_args, get_origin, get_type_hints
 
 from streamsep.daemon.archive import ArchiveSettings
+from streamsep.daemon.limits import check_endpoints, check_numbers
 from streamsep.daemon.metrics import MetricsSettings
 from streamsep.engine.model import PASSTHROUGH
 from streamsep.engine.params import load_params
@@ -238,6 +242,7 @@ class _Parser:
 
     def parse(self, data: dict[str, Any], name: str) -> DaemonSettings:
         _no_unknown("", data, _SECTIONS)
+        check_numbers(data)
         tables = {}
         for section in _SECTIONS:
             table = data.get(section, {})
@@ -247,6 +252,8 @@ class _Parser:
         publish = dict(tables["publish"])
         rate = publish.pop("rate", "capture")
         control = dict(tables["control"])
+        check_endpoints("publish.endpoints", publish.get("endpoints"))
+        check_endpoints("control.endpoint", control.get("endpoint"))
         control_enabled = check_bool("control.enabled", control.pop("enabled", False))
         return DaemonSettings(
             source=self.source(tables["source"]),

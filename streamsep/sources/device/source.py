@@ -1,11 +1,11 @@
 """Live device source: runs the capture process, feeds the pipeline's ring, survives device loss.
 
 :class:`DeviceSource` starts ``python -m streamsep.sources.device.process`` (see
-:mod:`streamsep.sources.device.process`
-for why PortAudio lives in a child process), reads its frames on the ``streamsep-capture``
-thread and writes the audio into the pipeline's ring buffer. It keeps one timeline for the
-whole run: every sample index counts captured and lost samples alike, so the published index
-of a sample is the index it was captured at.
+:mod:`streamsep.sources.device.process` for why PortAudio lives in a child process; one run
+of it is a :class:`~streamsep.sources.device.session.CaptureSession`), reads its frames on
+the ``streamsep-capture`` thread and writes the audio into the pipeline's ring buffer. It
+keeps one timeline for the whole run: every sample index counts captured and lost samples
+alike, so the published index of a sample is the index it was captured at.
 
 Losses, each carried to the ring as a gap (``ring.mark_gap``) at its place:
 
@@ -19,17 +19,13 @@ Losses, each carried to the ring as a gap (``ring.mark_gap``) at its place:
   samples lost.
 
 Its :attr:`DeviceSource.clock` (a :class:`~streamsep.engine.clock.CaptureClock`) maps timeline
-indices
-to UTC from the ADC-time anchors the capture process sends.
+indices to UTC from the ADC-time anchors the capture process sends.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import select
-import subprocess
 import sys
 import threading
 import time
@@ -45,6 +41,7 @@ from streamsep.engine.ringbuffer import RingLike
 from streamsep.errors import CaptureError
 from streamsep.sources.device import process as cap
 from streamsep.sources.device.capture import CaptureSettings, DeviceInfo
+from streamsep.sources.device.session import KILL_WAIT_SECONDS, CaptureSession
 
 __all__ = ["CaptureStats", "DeviceSource"]
 
@@ -53,10 +50,7 @@ _LOGGER = logging.getLogger(__name__)
 _OPEN_TIMEOUT_SECONDS: Final = 20.0
 _POLL_SECONDS: Final = 0.05
 _STOP_DRAIN_SECONDS: Final = 3.0
-_KILL_WAIT_SECONDS: Final = 5.0
 _REPORT_SECONDS: Final = 10.0
-_READ_BYTES: Final = 1 << 16
-_CHILD_ENV_DROP: Final = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS")
 
 AudioTap = Callable[[int, NDArray[np.float32]], None]
 """``tap(index, samples)``: called on the capture thread with each block written to the ring."""
@@ -88,69 +82,6 @@ class CaptureStats:
     """Why the capture was last lost."""
     sessions: list[dict[str, Any]] = field(default_factory=list)
     """Per capture-process counters of the previous sessions (for totals)."""
-
-
-class _Session:
-    """One capture process and its frame stream."""
-
-    def __init__(self, settings: CaptureSettings, python: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP}
-        self.process = subprocess.Popen(
-            [python, "-m", "streamsep.sources.device.process", settings.to_json()],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        assert self.process.stdout is not None and self.process.stdin is not None
-        self.fd = self.process.stdout.fileno()
-        self._buffer = bytearray()
-        self.eof = False
-        self.stats: dict[str, Any] = {}
-
-    def send(self, command: str) -> None:
-        try:
-            assert self.process.stdin is not None
-            self.process.stdin.write(command.encode() + b"\n")
-            self.process.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
-
-    def frames(self, timeout: float) -> list[tuple[int, int, int, bytes]]:
-        """Frames that arrive within ``timeout`` seconds (possibly none)."""
-        if not self.eof:
-            ready, _, _ = select.select([self.fd], [], [], timeout)
-            if ready:
-                data = os.read(self.fd, _READ_BYTES)
-                if data:
-                    self._buffer += data
-                else:
-                    self.eof = True
-        out = []
-        size = cap.FRAME.size
-        while len(self._buffer) >= size:
-            kind, n_bytes, a, b = cap.FRAME.unpack_from(self._buffer)
-            if len(self._buffer) < size + n_bytes:
-                break
-            payload = bytes(self._buffer[size : size + n_bytes])
-            del self._buffer[: size + n_bytes]
-            out.append((kind, a, b, payload))
-        return out
-
-    def kill(self) -> int | None:
-        """End the process (SIGKILL: PortAudio may be wedged) and reap it."""
-        if self.process.poll() is None:
-            self.process.kill()
-        try:
-            code = self.process.wait(_KILL_WAIT_SECONDS)
-        except subprocess.TimeoutExpired:  # pragma: no cover - unkillable process
-            code = None
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-        return code
 
 
 class DeviceSource:
@@ -186,7 +117,7 @@ class DeviceSource:
         self.on_first_audio: Callable[[], None] | None = None
         """Called once, on the capture thread, when the first audio arrives."""
         self._ring: RingLike | None = None
-        self._session: _Session | None = None
+        self._session: CaptureSession | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._session_base = 0
@@ -233,8 +164,8 @@ class DeviceSource:
         )
         return info
 
-    def _open_session(self, timeout: float) -> tuple[_Session, DeviceInfo]:
-        session = _Session(self.settings, self._python)
+    def _open_session(self, timeout: float) -> tuple[CaptureSession, DeviceInfo]:
+        session = CaptureSession(self.settings, self._python)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self._stop.is_set():
             for kind, _a, _b, payload in session.frames(_POLL_SECONDS):
@@ -281,7 +212,7 @@ class DeviceSource:
     def close(self) -> None:
         """Stop, join and kill any capture process left."""
         self.stop()
-        self.join(_STOP_DRAIN_SECONDS + _KILL_WAIT_SECONDS)
+        self.join(_STOP_DRAIN_SECONDS + KILL_WAIT_SECONDS)
         if self._session is not None:
             self._session.kill()
             self._session = None
@@ -314,7 +245,7 @@ class DeviceSource:
             self._ring.close()
             self.done.set()
 
-    def _pump(self, session: _Session) -> str | None:
+    def _pump(self, session: CaptureSession) -> str | None:
         """Move frames into the ring until stopped (None) or lost (the reason)."""
         stall = self.settings.stall_seconds
         stop_deadline = None
@@ -423,7 +354,7 @@ class DeviceSource:
         self.stats.last_error = reason
         _LOGGER.warning("capture lost: %s; reconnecting", reason)
 
-    def _reconnect(self) -> _Session | None:
+    def _reconnect(self) -> CaptureSession | None:
         delay = self.settings.reconnect_seconds
         started = time.monotonic()
         last_message = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,15 @@ from streamsep.engine.sanitize import InputGuard
 from streamsep.engine.streamer import BlockSeparator
 from streamsep.errors import AudioFileError
 
-__all__ = ["BLOCK_SAMPLES", "SeparationReport", "StreamJob", "separate_file", "StemWriter"]
+__all__ = [
+    "BLOCK_SAMPLES",
+    "SeparationReport",
+    "StreamJob",
+    "StemWriter",
+    "separate_file",
+    "check_inputs",
+    "plan_outputs",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -290,3 +299,59 @@ def _write(writers: list[StemWriter], stems: NDArray[np.float32]) -> None:
     if stems.shape[1]:
         for writer, stem in zip(writers, stems, strict=True):
             writer.write(stem)
+
+
+def check_inputs(paths: list[Path]) -> None:
+    """Refuse inputs that are missing or not readable audio files (reads only headers).
+
+    Raises
+    ------
+    AudioFileError
+        Naming the first bad input.
+    """
+    for path in paths:
+        if not path.is_file():
+            what = "not a regular file" if path.exists() else "not found"
+            raise AudioFileError(f"input {what}: {path}")
+        try:
+            sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            raise AudioFileError(f"cannot read audio file {path}: {e}") from e
+
+
+def plan_outputs(
+    inputs: list[Path], out_root: Path, stems: list[str], suffix: str
+) -> list[dict[str, Path]]:
+    """Output files ``out_root/<input stem>/<stem>.<suffix>`` of each input, checked and their
+    folders created before any work: the folders must be creatable and writable, no two inputs
+    may share one, and no output may be a folder.
+
+    Raises
+    ------
+    AudioFileError
+        Naming the first output that cannot be written.
+    """
+    if out_root.exists() and not out_root.is_dir():
+        raise AudioFileError(f"output folder {out_root} exists and is not a folder")
+    plans: list[dict[str, Path]] = []
+    owners: dict[Path, Path] = {}
+    for path in inputs:
+        folder = out_root / path.stem
+        if folder in owners:
+            raise AudioFileError(
+                f"inputs {owners[folder]} and {path} would both write to {folder}/"
+            )
+        owners[folder] = path
+        plans.append({name: folder / f"{name}.{suffix}" for name in stems})
+    for folder, plan in zip(owners, plans, strict=True):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder, prefix=".streamsep-probe"):
+                pass
+        except OSError as e:
+            reason = (e.strerror or str(e)).lower()
+            raise AudioFileError(f"cannot write to output folder {folder}: {reason}") from None
+        for target in plan.values():
+            if target.is_dir():
+                raise AudioFileError(f"output {target} exists and is a folder")
+    return plans

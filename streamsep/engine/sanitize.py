@@ -100,7 +100,7 @@ class InputGuard:
         bad_values = ~np.isfinite(x)
         runs: list[tuple[int, int]] = []
         if bad_values.any():
-            bad = bad_values.reshape(x.shape[0], -1).any(axis=1)
+            bad = np.asarray(bad_values.reshape(x.shape[0], -1).any(axis=1), dtype=bool)
             x[bad] = 0.0
             runs = _runs(bad, start)
             self.samples_filled += int(np.count_nonzero(bad))

@@ -568,3 +568,11 @@ def _cli(args: list[str], preexec: Any = None) -> subprocess.CompletedProcess[st
         preexec_fn=preexec,
         check=False,
     )
+
+
+@pytest.mark.parametrize("threads", ["0", "100000"])
+def test_absurd_model_threads(threads: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--model-threads", threads]) == 1
+    err = capsys.readouterr().err
+    message = f"model.num_threads (--model-threads) must be in [1, 64], got {threads}"
+    assert err == f"streamsep: error: {message}\n"

@@ -24,6 +24,8 @@ __all__ = ["MaskModel", "TFLiteModel", "PassthroughModel", "load_model", "PASSTH
 _LOGGER = logging.getLogger(__name__)
 
 PASSTHROUGH: Final = "passthrough"
+MAX_NUM_THREADS: Final = 64
+"""Most LiteRT interpreter threads accepted (each is an OS thread with its own stack)."""
 
 
 class MaskModel(Protocol):
@@ -225,6 +227,13 @@ def load_model(model: str | Path, params: ModelParams, num_threads: int = 1) -> 
     ModelError
         If the model cannot be loaded or does not match ``params``.
     """
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int):
+        raise ModelError(f"num_threads must be an integer, got {num_threads!r}")
+    if not 1 <= num_threads <= MAX_NUM_THREADS:
+        raise ModelError(
+            f"model.num_threads (--model-threads) must be in [1, {MAX_NUM_THREADS}], "
+            f"got {num_threads}"
+        )
     if str(model) == PASSTHROUGH:
         return PassthroughModel(params)
     path = Path(model)

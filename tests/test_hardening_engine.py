@@ -576,3 +576,25 @@ def test_absurd_model_threads(threads: str, capsys: pytest.CaptureFixture[str]) 
     err = capsys.readouterr().err
     message = f"model.num_threads (--model-threads) must be in [1, 64], got {threads}"
     assert err == f"streamsep: error: {message}\n"
+
+
+def test_separate_file_memory_does_not_grow_with_length(tmp_path: Path) -> None:
+    """Peak traced allocation of :func:`batch.separate_file` for a 10x longer file stays
+    within 1.5x (the numbers for the real model: ``tools/bench_memory.py``)."""
+    import tracemalloc
+
+    params = load_params(write_params(tmp_path, 16000))
+    engine = BlockSeparator(PassthroughModel(params), StreamSettings())
+    rng = np.random.default_rng(0)
+    peaks = []
+    for seconds in (10, 100):
+        path = tmp_path / f"in{seconds}.wav"
+        sf.write(path, rng.standard_normal(seconds * 22050).astype(np.float32) * 0.1, 22050)
+        outputs = {name: tmp_path / f"{seconds}-{name}.wav" for name in params.instrument_list}
+        tracemalloc.start()
+        report = batch.separate_file(engine, path, outputs)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert report.n_samples == seconds * 22050
+        assert sf.info(outputs["noise"]).frames == seconds * 22050
+    assert peaks[1] < 1.5 * peaks[0], peaks

@@ -521,14 +521,35 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
 
 
-def test_separate_write_failure_removes_partial_files(short_wav: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["file size limit", "full tmpfs"])
+def test_separate_write_failure_removes_partial_files(
+    how: str, short_wav: Path, tmp_path: Path
+) -> None:
+    """A write that fails mid-file (EFBIG under RLIMIT_FSIZE, or a real full 200 KiB tmpfs):
+    one line, exit 1, nothing left behind."""
     out = tmp_path / "out"
-    result = _cli(["separate", str(short_wav), "-o", str(out)], preexec=_limit_file_size)
+    preexec = None
+    if how == "file size limit":
+        preexec = _limit_file_size
+    else:
+        out.mkdir()
+        mount = ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(out)]
+        done = subprocess.run(mount, capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        result = _cli(["separate", str(short_wav), "-o", str(out)], preexec=preexec)
+        left = list((out / "in").iterdir())
+    finally:
+        if how == "full tmpfs":
+            subprocess.run(["umount", str(out)], check=False)
     assert result.returncode == 1, result.stderr
     lines = _stderr_lines(result)
     assert len(lines) == 1 and lines[0].startswith("streamsep: error: cannot write audio file")
+    if how == "full tmpfs":
+        assert lines[0].endswith("(no space left on device)"), lines
     assert "Traceback" not in result.stderr
-    assert list((out / "in").iterdir()) == []  # no partial or truncated output left
+    assert left == []  # no partial or truncated output left
 
 
 def test_separate_failure_through_a_seam_removes_outputs(

@@ -388,6 +388,17 @@ def test_missing_keys_one_warning(caplog: pytest.LogCaptureFixture) -> None:
     assert "sample_rate=44100, frame_step=1024" in message
 
 
+def test_missing_keys_one_warning_line_in_the_cli(tmp_path: Path) -> None:
+    data = {k: v for k, v in _BUNDLED.items() if k not in ("sample_rate", "frame_length")}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    result = _cli(["info", "--params", str(path), "--model", "passthrough"])
+    assert result.returncode == 0, result.stderr
+    lines = _stderr_lines(result)
+    assert len(lines) == 1 and "WARNING" in lines[0], lines
+    assert "no sample_rate, frame_length; using Spleeter's defaults" in lines[0]
+
+
 def _tiny_params_with(**changes: Any) -> ModelParams:
     data = json.loads((MODELS / "tiny_unet.json").read_text())
     return ModelParams.from_dict({**data, **changes})

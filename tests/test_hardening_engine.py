@@ -311,6 +311,9 @@ def _params_text(case: str) -> str | bytes:
         "T huge": json.dumps({**base, "T": 10**9}),
         "n_channels huge": json.dumps({**base, "n_channels": 100_000}),
         "block too large": json.dumps({**base, "T": 8192, "F": 8193, "frame_length": 16384}),
+        "block span too long": json.dumps(
+            {**base, "T": 8192, "F": 1, "frame_length": 1 << 16, "frame_step": 1 << 16}
+        ),
         "many stems": json.dumps({**base, "instrument_list": [f"s{i}" for i in range(1000)]}),
         "deeply nested": '{"instrument_list": ["a"], "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
         "5000 digits": '{"instrument_list": ["a"], "T": ' + "9" * 5000 + "}",
@@ -329,6 +332,7 @@ _PARAMS_ERRORS = {
     "T huge": "T must be <= 8192",
     "n_channels huge": "n_channels must be <= 16",
     "block too large": "n_stems * T * F * n_channels must be <=",
+    "block span too long": "n_stems * n_channels * T * frame_step must be <=",
     "many stems": "instrument_list must name at most 16 stems",
     "deeply nested": "is nested too deeply",
     "5000 digits": "Exceeds the limit (4300 digits)",

@@ -43,6 +43,9 @@ MAX_STEMS: Final = 16
 """Most stems a model may have."""
 MAX_BLOCK_VALUES: Final = 1 << 25
 """Largest ``n_stems * T * F * n_channels`` (the masks of one block: 128 MiB of float32)."""
+MAX_SPAN_VALUES: Final = 1 << 25
+"""Largest ``n_stems * n_channels * T * frame_step``: the audio of one block span per stem,
+which bounds the delay line (the latency) the engine must hold."""
 MAX_SEPARATION_EXPONENT: Final = 16.0
 """Largest ``separation_exponent``; beyond it ``out ** p`` overflows float32 for any signal."""
 MAX_PARAMS_BYTES: Final = 1 << 20
@@ -143,6 +146,13 @@ class ModelParams:
             raise ConfigError(
                 f"params: n_stems * T * F * n_channels must be <= {MAX_BLOCK_VALUES}, got "
                 f"{self.n_stems} * {self.T} * {self.F} * {self.n_channels} = {block_values}"
+            )
+        span_values = self.n_stems * self.n_channels * self.T * self.frame_step
+        if span_values > MAX_SPAN_VALUES:
+            raise ConfigError(
+                f"params: n_stems * n_channels * T * frame_step must be <= {MAX_SPAN_VALUES}, "
+                f"got {self.n_stems} * {self.n_channels} * {self.T} * {self.frame_step} = "
+                f"{span_values}"
             )
         if self.mask_extension not in MASK_EXTENSIONS:
             raise ConfigError(

@@ -9,10 +9,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import soundfile as sf
+
 from streamsep.cli import daemon as daemon_cli
 from streamsep.cli import net as netcli
 from streamsep.cli import web as webcli  # issue 20: streamsep web
-from streamsep.engine.audio import read_audio, write_audio
+from streamsep.engine.batch import check_inputs, plan_outputs, separate_file
 from streamsep.engine.offline import Separator
 from streamsep.engine.settings import StreamSettings
 from streamsep.errors import StreamsepError
@@ -131,15 +133,14 @@ def _cmd_separate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     separator = _make_separator(args)
-    out_root = Path(args.output_dir)
     inputs = [Path(p) for p in args.inputs]
-    for path in inputs:  # fail before any work if an input is missing
-        if not path.is_file():
-            raise StreamsepError(f"input not found: {path}")
-    for path in inputs:
-        waveform, rate = read_audio(path)
-        show = not args.no_progress and sys.stderr.isatty()
-        total_seconds = waveform.shape[0] / rate
+    # Everything is checked before any work: the inputs' headers, the output folders.
+    check_inputs(inputs)
+    stems = list(separator.params.instrument_list)
+    plans = plan_outputs(inputs, Path(args.output_dir), stems, args.format)
+    show = not args.no_progress and sys.stderr.isatty()
+    for path, outputs in zip(inputs, plans, strict=True):
+        total_seconds = sf.info(str(path)).duration
         with tqdm(
             total=total_seconds, unit="s", desc=path.name, disable=not show, bar_format=_BAR
         ) as bar:
@@ -150,13 +151,11 @@ def _cmd_separate(args: argparse.Namespace) -> int:
                 bar.n = seconds * done / max(total, 1)
                 bar.refresh()
 
-            stems = separator.separate(waveform, rate, progress=progress)
-        target = out_root / path.stem
-        target.mkdir(parents=True, exist_ok=True)
-        for name, audio in stems.items():
-            write_audio(target / f"{name}.{args.format}", audio, rate)
+            report = separate_file(separator._engine, path, outputs, progress=progress)
+        target = next(iter(outputs.values())).parent
         _LOGGER.info("%s -> %s/ (%s)", path, target, ", ".join(stems))
-        print(f"{path} -> {target}/ ({', '.join(f'{s}.{args.format}' for s in stems)})")
+        note = f"; {report.summary()}" if report.summary() else ""
+        print(f"{path} -> {target}/ ({', '.join(p.name for p in outputs.values())}){note}")
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
+from streamsep.engine.model import MAX_NUM_THREADS
 from streamsep.errors import ConfigError
 from streamsep.validate import fail
 
@@ -42,7 +43,7 @@ BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "source.live_edge_segments": (_ANY, 1000),
     "source.max_behind_segments": (_ANY, 100_000),
     "source.segment_retries": (_ANY, 1000),
-    "model.num_threads": (_ANY, 256),
+    "model.num_threads": (_ANY, MAX_NUM_THREADS),
     "stream.hop_frames": (_ANY, 1 << 20),
     "stream.lookahead_frames": (_ANY, 1 << 20),
     "publish.hwm": (_ANY, 1_000_000),

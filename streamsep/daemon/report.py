@@ -155,6 +155,12 @@ def daemon_metrics(daemon: Daemon) -> list[Metric]:
         text = "Wall time spent in the model."
         add("model_seconds_total", counter, text, p.stats.model_seconds)
         add("model_blocks_total", counter, "Model blocks run.", p.stats.blocks)
+        text = "Input samples that were not finite (NaN, Inf): replaced by silence, flagged."
+        add("samples_nonfinite_total", counter, text, p.stats.samples_nonfinite)
+        text = "Input samples clipped to the engine's bound (|x| <= 10)."
+        add("samples_clipped_total", counter, text, p.stats.samples_clipped)
+        text = "Model blocks whose output was not finite (masks replaced by 1/n_stems)."
+        add("model_blocks_replaced_total", counter, text, p.stats.blocks_replaced)
         text = "Mean model time per block over the last few seconds."
         add("model_seconds_per_block", gauge, text, daemon.model_seconds_per_block)
         text = "Processing seconds per second of audio, last few seconds (< 1 keeps up)."

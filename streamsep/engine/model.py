@@ -24,6 +24,8 @@ __all__ = ["MaskModel", "TFLiteModel", "PassthroughModel", "load_model", "PASSTH
 _LOGGER = logging.getLogger(__name__)
 
 PASSTHROUGH: Final = "passthrough"
+MAX_NUM_THREADS: Final = 64
+"""Most LiteRT interpreter threads accepted (each is an OS thread with its own stack)."""
 
 
 class MaskModel(Protocol):
@@ -105,7 +107,9 @@ class TFLiteModel:
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"cannot load model {self.path}: {e}") from e
         self._expected_shape = (1, params.T, params.F, params.n_channels)
+        self._check_constants()
         self._runner, self._input_name, self._output_names = self._bind()
+        self._probe()
         _LOGGER.info(
             "loaded %s: input %s, stems %s, %d thread(s)",
             self.path.name,
@@ -113,6 +117,39 @@ class TFLiteModel:
             list(params.instrument_list),
             num_threads,
         )
+
+    def _check_constants(self) -> None:
+        """Refuse weights or quantisation scales that are NaN or Inf (read before the
+        interpreter allocates: then only constant tensors have data)."""
+        for detail in self._interpreter.get_tensor_details():
+            scales = detail.get("quantization_parameters", {}).get("scales")
+            if scales is not None and not np.isfinite(scales).all():
+                raise ModelError(
+                    f"model {self.path}: tensor {detail['name']!r} has non-finite "
+                    "quantisation scales"
+                )
+            if detail["dtype"] not in (np.float32, np.float16, np.float64):
+                continue
+            try:
+                values = self._interpreter.get_tensor(detail["index"])
+            except ValueError:  # not a constant: no data before allocation
+                continue
+            if not np.isfinite(values).all():
+                raise ModelError(
+                    f"model {self.path}: weights {detail['name']!r} are not finite (NaN or Inf)"
+                )
+
+    def _probe(self) -> None:
+        """Run one block of noise; refuse a model whose output is not finite."""
+        rng = np.random.default_rng(0)
+        block = np.abs(rng.standard_normal(self._expected_shape[1:], dtype=np.float32))
+        outputs = self._runner(**{self._input_name: block[None]})
+        for name in self._output_names:
+            if not np.isfinite(outputs[name]).all():
+                raise ModelError(
+                    f"model {self.path}: output {name!r} is not finite for a block of noise "
+                    "(NaN or Inf weights?)"
+                )
 
     def _bind(self) -> tuple[Any, str, list[str]]:
         """Map model outputs to stems by name; check shapes against the params."""
@@ -131,6 +168,12 @@ class TFLiteModel:
                 f"(1, T, F, n_channels) = {self._expected_shape}"
             )
         available = list(signatures[key]["outputs"])
+        if len(available) != self.params.n_stems:
+            raise ModelError(
+                f"model {self.path} has {len(available)} output(s) {sorted(available)} but the "
+                f"params' instrument_list names {self.params.n_stems} stem(s) "
+                f"{list(self.params.instrument_list)}: they must match one to one"
+            )
         names = []
         for instrument in self.params.instrument_list:
             candidates = [f"{instrument}_spectrogram", instrument]
@@ -140,6 +183,8 @@ class TFLiteModel:
                     f"model {self.path}: no output for stem {instrument!r} "
                     f"(outputs are {sorted(available)})"
                 )
+            if found in names:
+                raise ModelError(f"model {self.path}: output {found!r} matches two stems")
             names.append(found)
         details = runner.get_output_details()
         for name in names:
@@ -182,6 +227,13 @@ def load_model(model: str | Path, params: ModelParams, num_threads: int = 1) -> 
     ModelError
         If the model cannot be loaded or does not match ``params``.
     """
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int):
+        raise ModelError(f"num_threads must be an integer, got {num_threads!r}")
+    if not 1 <= num_threads <= MAX_NUM_THREADS:
+        raise ModelError(
+            f"model.num_threads (--model-threads) must be in [1, {MAX_NUM_THREADS}], "
+            f"got {num_threads}"
+        )
     if str(model) == PASSTHROUGH:
         return PassthroughModel(params)
     path = Path(model)

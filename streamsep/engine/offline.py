@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from streamsep.engine.audio import adapt_channels, resample
+from streamsep.engine.batch import BLOCK_SAMPLES, SeparationReport, StreamJob
 from streamsep.engine.checkpoint import cached_tflite_for_checkpoint
 from streamsep.engine.model import PASSTHROUGH, MaskModel, load_model
 from streamsep.engine.params import ModelParams, load_params
@@ -27,10 +26,8 @@ __all__ = ["Separator", "separate"]
 
 _LOGGER = logging.getLogger(__name__)
 
-_CHUNK_SAMPLES: Final = 1 << 17
-
 ProgressCallback = Callable[[int, int], None]
-"""Called with (samples done, samples total) at the model rate."""
+"""Called with (samples done, samples total) at the input rate."""
 
 
 class Separator:
@@ -76,6 +73,8 @@ class Separator:
             raise ModelError("the model was built for other params than the ones given")
         self.stream = stream or StreamSettings()
         self._engine = BlockSeparator(self.model, self.stream)
+        self.last_report: SeparationReport | None = None
+        """Repairs made to the last input (non-finite samples, clipping, model blocks)."""
 
     @property
     def latency_samples(self) -> int:
@@ -97,13 +96,20 @@ class Separator:
         sample_rate : int
             Rate of ``waveform`` in Hz; resampled to the model rate and back.
         progress : callable, optional
-            ``progress(done, total)`` in model-rate samples.
+            ``progress(done, total)`` in input samples.
 
         Returns
         -------
         dict
             ``{stem: ndarray (n_samples, model n_channels) float32}`` at ``sample_rate``,
             with the input's length.
+
+        Notes
+        -----
+        The waveform goes through the engine in pieces (:class:`~streamsep.engine.batch.
+        StreamJob`); besides the input only the outputs are whole-file arrays. Non-finite input
+        samples become silence and extreme ones are clipped (:mod:`streamsep.engine.sanitize`);
+        :attr:`last_report` counts them.
         """
         x = np.asarray(waveform)
         if x.ndim not in (1, 2) or x.size == 0 and x.ndim == 2 and x.shape[1] == 0:
@@ -111,38 +117,24 @@ class Separator:
         if not isinstance(sample_rate, int | np.integer) or sample_rate <= 0:
             raise ConfigError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         n_samples = x.shape[0]
-        audio = adapt_channels(x, self.params.n_channels)
-        audio = resample(audio, int(sample_rate), self.params.sample_rate)
-        stems = self._run(audio, progress)
-        out: dict[str, NDArray[np.float32]] = {}
-        for name, stem in zip(self.params.instrument_list, stems, strict=True):
-            back = resample(stem, self.params.sample_rate, int(sample_rate))
-            fitted = np.zeros((n_samples, back.shape[1]), dtype=np.float32)
-            fitted[: min(n_samples, back.shape[0])] = back[:n_samples]
-            out[name] = fitted
-        return out
+        p = self.params
+        stems = np.zeros((p.n_stems, n_samples, p.n_channels), dtype=np.float32)
+        job = StreamJob(self._engine, int(sample_rate), "waveform")
+        for start in range(0, n_samples, BLOCK_SAMPLES):
+            out = job.feed(x[start : start + BLOCK_SAMPLES])
+            stems[:, job.n_out - out.shape[1] : job.n_out] = out
+            if progress is not None:
+                progress(job.n_in, n_samples)
+        out = job.finish()
+        stems[:, job.n_out - out.shape[1] : job.n_out] = out
+        self.last_report = job.report()
+        return dict(zip(p.instrument_list, stems, strict=True))
 
     def return_source_directory(
         self, waveform: NDArray[np.floating], sample_rate: int
     ) -> dict[str, NDArray[np.float32]]:
         """The seed project's name for :meth:`separate`."""
         return self.separate(waveform, sample_rate)
-
-    def _run(
-        self, audio: NDArray[np.float32], progress: ProgressCallback | None
-    ) -> NDArray[np.float32]:
-        engine = self._engine
-        engine.reset()
-        latency = engine.latency_samples
-        n = audio.shape[0]
-        pieces = []
-        for start in range(0, n, _CHUNK_SAMPLES):
-            pieces.append(engine.feed(audio[start : start + _CHUNK_SAMPLES]))
-            if progress is not None:
-                progress(min(n, start + _CHUNK_SAMPLES), n)
-        pieces.append(engine.flush())
-        stems = np.concatenate(pieces, axis=1)
-        return stems[:, latency : latency + n]
 
 
 def _load_any_model(model: str | Path, params: ModelParams, num_threads: int) -> MaskModel:

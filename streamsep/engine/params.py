@@ -15,15 +15,52 @@ written back unchanged.
 from __future__ import annotations
 
 import json
+import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from streamsep.errors import ConfigError
 
-__all__ = ["ModelParams", "load_params", "MASK_EXTENSIONS"]
+__all__ = ["ModelParams", "load_params", "MASK_EXTENSIONS", "LIMITS"]
+
+_LOGGER = logging.getLogger(__name__)
 
 MASK_EXTENSIONS: Final = ("zeros", "average")
+
+LIMITS: Final = {
+    "sample_rate": 1_536_000,
+    "frame_length": 1 << 16,
+    "frame_step": 1 << 16,
+    "T": 1 << 13,
+    "F": (1 << 15) + 1,
+    "n_channels": 16,
+}
+"""Largest accepted value of each integer key (far beyond any real model; a typo or a hostile
+file must not make the engine allocate terabytes)."""
+MAX_STEMS: Final = 16
+"""Most stems a model may have."""
+MAX_BLOCK_VALUES: Final = 1 << 25
+"""Largest ``n_stems * T * F * n_channels`` (the masks of one block: 128 MiB of float32)."""
+MAX_SPAN_VALUES: Final = 1 << 25
+"""Largest ``n_stems * n_channels * T * frame_step``: the audio of one block span per stem,
+which bounds the delay line (the latency) the engine must hold."""
+MAX_SEPARATION_EXPONENT: Final = 16.0
+"""Largest ``separation_exponent``; beyond it ``out ** p`` overflows float32 for any signal."""
+MAX_PARAMS_BYTES: Final = 1 << 20
+"""Largest params file read."""
+_SPLEETER_DEFAULTED: Final = (
+    "sample_rate",
+    "frame_length",
+    "frame_step",
+    "T",
+    "F",
+    "n_channels",
+    "mask_extension",
+    "separation_exponent",
+)
+"""Keys that fall back to Spleeter's defaults when a params file lacks them."""
 
 _INT_KEYS: Final = ("sample_rate", "frame_length", "frame_step", "T", "F", "n_channels")
 _KNOWN_KEYS: Final = set(_INT_KEYS) | {
@@ -83,6 +120,13 @@ class ModelParams:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"params: {key} must be a positive integer, got {value!r}")
+            if value > LIMITS[key]:
+                raise ConfigError(f"params: {key} must be <= {LIMITS[key]}, got {value}")
+        if len(self.instrument_list) > MAX_STEMS:
+            raise ConfigError(
+                f"params: instrument_list must name at most {MAX_STEMS} stems, "
+                f"got {len(self.instrument_list)}"
+            )
         if self.frame_step > self.frame_length:
             raise ConfigError(
                 f"params: frame_step must be <= frame_length, got {self.frame_step} > "
@@ -97,14 +141,28 @@ class ModelParams:
             raise ConfigError(
                 f"params: F must be <= frame_length // 2 + 1 = {self.n_bins}, got {self.F}"
             )
+        block_values = self.n_stems * self.T * self.F * self.n_channels
+        if block_values > MAX_BLOCK_VALUES:
+            raise ConfigError(
+                f"params: n_stems * T * F * n_channels must be <= {MAX_BLOCK_VALUES}, got "
+                f"{self.n_stems} * {self.T} * {self.F} * {self.n_channels} = {block_values}"
+            )
+        span_values = self.n_stems * self.n_channels * self.T * self.frame_step
+        if span_values > MAX_SPAN_VALUES:
+            raise ConfigError(
+                f"params: n_stems * n_channels * T * frame_step must be <= {MAX_SPAN_VALUES}, "
+                f"got {self.n_stems} * {self.n_channels} * {self.T} * {self.frame_step} = "
+                f"{span_values}"
+            )
         if self.mask_extension not in MASK_EXTENSIONS:
             raise ConfigError(
                 f"params: mask_extension must be one of {list(MASK_EXTENSIONS)}, "
                 f"got {self.mask_extension!r}"
             )
-        if not self.separation_exponent > 0:
+        if not 0 < self.separation_exponent <= MAX_SEPARATION_EXPONENT:
             raise ConfigError(
-                f"params: separation_exponent must be > 0, got {self.separation_exponent!r}"
+                f"params: separation_exponent must be a finite number in "
+                f"(0, {MAX_SEPARATION_EXPONENT:g}], got {self.separation_exponent!r}"
             )
         if not isinstance(self.stream, dict) or not set(self.stream) <= set(STREAM_KEYS):
             raise ConfigError(
@@ -126,9 +184,9 @@ class ModelParams:
                 f"params: stream.hop_frames must be <= lookahead_frames + 1 = {lookahead + 1}, "
                 f"got {hop}"
             )
-        if self.highpass_hz < 0 or self.highpass_hz >= self.sample_rate / 2:
+        if not 0 <= self.highpass_hz < self.sample_rate / 2:  # False for NaN
             raise ConfigError(
-                f"params: highpass_hz must be in [0, {self.sample_rate / 2}), "
+                f"params: highpass_hz must be a finite number in [0, {self.sample_rate / 2}), "
                 f"got {self.highpass_hz}"
             )
 
@@ -182,14 +240,28 @@ class ModelParams:
                 value = kwargs[key]
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ConfigError(f"{source}: {key} must be a number, got {value!r}")
-                kwargs[key] = float(value)
+                try:
+                    kwargs[key] = float(value)
+                except OverflowError:
+                    raise ConfigError(f"{source}: {key} is out of range: {value}") from None
+                if not math.isfinite(kwargs[key]):
+                    raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
         if "model" in kwargs and not isinstance(kwargs["model"], dict):
             raise ConfigError(f"{source}: model must be an object, got {kwargs['model']!r}")
         extra = {k: v for k, v in data.items() if k not in _KNOWN_KEYS}
         try:
-            return cls(**kwargs, extra=extra)
+            params = cls(**kwargs, extra=extra)
         except ConfigError as e:
             raise ConfigError(str(e).replace("params:", f"{source}:", 1)) from None
+        defaulted = [key for key in _SPLEETER_DEFAULTED if key not in data]
+        if defaulted:
+            _LOGGER.warning(
+                "%s: no %s; using Spleeter's defaults %s (check that the model was trained so)",
+                source,
+                ", ".join(defaulted),
+                ", ".join(f"{key}={getattr(params, key)}" for key in defaulted),
+            )
+        return params
 
     def to_dict(self) -> dict[str, Any]:
         """The Spleeter-style dict, ``extra`` keys included."""
@@ -234,15 +306,28 @@ def load_params(source: str | Path | dict[str, Any] | ModelParams) -> ModelParam
         return ModelParams.from_dict(source)
     path = Path(source)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"params file not found: {path}") from None
+        if not path.is_file():  # a FIFO or a device would block or never end
+            if path.exists():
+                raise ConfigError(f"params file {path} is not a regular file")
+            raise ConfigError(f"params file not found: {path}")
+        with path.open("rb") as f:
+            raw = f.read(MAX_PARAMS_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"cannot read params file {path}: {e.strerror}") from e
+    if len(raw) > MAX_PARAMS_BYTES:
+        raise ConfigError(f"params file {path} is larger than {MAX_PARAMS_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"params file {path} is not UTF-8 text (byte {e.start})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(
             f"params file {path} is not valid JSON: {e.msg} at line {e.lineno}"
         ) from e
+    except RecursionError:
+        raise ConfigError(f"params file {path} is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"params file {path} is not valid JSON: {str(e).split(';')[0]}") from None
     return ModelParams.from_dict(data, source=str(path))

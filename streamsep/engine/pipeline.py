@@ -27,6 +27,7 @@ from streamsep.engine.audio import StreamResampler, adapt_channels
 from streamsep.engine.blocks import BlockJob
 from streamsep.engine.model import MaskModel
 from streamsep.engine.ringbuffer import RingBuffer
+from streamsep.engine.sanitize import InputGuard, MaskGuard
 from streamsep.engine.settings import StreamSettings
 from streamsep.engine.streamer import Analyzer, Synthesizer, _SampleFifo
 from streamsep.errors import StreamsepError
@@ -51,7 +52,8 @@ class OutputChunk:
     """The model input for the same samples, shape (n_samples, n_channels)."""
     gaps: list[tuple[int, int]] = field(default_factory=list)
     """``(index, n_samples)`` of input lost before or inside this chunk and replaced by
-    silence (indices at the model rate)."""
+    silence (indices at the model rate): lost input, and non-finite input samples
+    (:mod:`streamsep.engine.sanitize`). An index may lie after this chunk's samples."""
     end_of_stream: bool = False
     """True on the last chunk of the stream."""
 
@@ -107,6 +109,13 @@ class PipelineStats:
     """Samples per stem handed to sinks."""
     samples_lost: int = 0
     """Source-rate samples lost before analysis (ring overruns and marked gaps)."""
+    samples_nonfinite: int = 0
+    """Source-rate samples (frames) that were NaN or Inf, replaced by silence and reported as
+    filled gaps."""
+    samples_clipped: int = 0
+    """Source-rate values clipped to ``+-MAX_ABS_SAMPLE``."""
+    blocks_replaced: int = 0
+    """Model blocks whose output was not finite, replaced by uniform masks."""
     blocks: int = 0
     """Model blocks run."""
     model_seconds: float = 0.0
@@ -173,6 +182,8 @@ class Pipeline:
         self._resampler = StreamResampler(
             source_rate, self.params.sample_rate, self.params.n_channels
         )
+        self._input_guard = InputGuard(source_rate, "capture")
+        self._mask_guard = MaskGuard()
         self._jobs: queue.Queue[_Work] = queue.Queue(maxsize=queue_blocks)
         self._results: queue.Queue[_Work] = queue.Queue(maxsize=queue_blocks)
         self._mix = _SampleFifo(1, self.params.n_channels, self._synthesizer.latency_samples)
@@ -281,8 +292,14 @@ class Pipeline:
                     return
             started = time.perf_counter()
             pieces: list[NDArray[np.float32]] = []
+            gaps: list[tuple[int, int]] = []
             if result.samples.shape[0]:
-                pieces.append(self._resampler.process(adapt_channels(result.samples, n_channels)))
+                clean, filled = self._input_guard.process(result.samples)
+                if filled:
+                    gaps = [self._model_range(index, n) for index, n in filled]
+                    self.stats.samples_nonfinite = self._input_guard.samples_filled
+                self.stats.samples_clipped = self._input_guard.samples_clipped
+                pieces.append(self._resampler.process(adapt_channels(clean, n_channels)))
             if end:
                 pieces.append(self._resampler.process(np.zeros((0, n_channels), np.float32), True))
             x = np.concatenate(pieces) if pieces else np.zeros((0, n_channels), np.float32)
@@ -294,11 +311,18 @@ class Pipeline:
                     np.zeros((self.latency_samples, n_channels), np.float32)
                 )
                 self.stats.synthesis_seconds += time.perf_counter() - started
-                self._put(self._jobs, _Work(jobs, n_real, x, [], end=True))
+                self._put(self._jobs, _Work(jobs, n_real, x, gaps, end=True))
                 return
             self.stats.synthesis_seconds += time.perf_counter() - started
-            if not self._put(self._jobs, _Work(jobs, self._analyzer.n_input, x, [])):
+            if not self._put(self._jobs, _Work(jobs, self._analyzer.n_input, x, gaps)):
                 return
+
+    def _model_range(self, index: int, n: int) -> tuple[int, int]:
+        """Source-rate ``(index, n)`` -> the model-rate ``(index, n >= 1)`` covering it."""
+        to_rate, from_rate = self.params.sample_rate, self.source_rate
+        start = index * to_rate // from_rate
+        end = -(-(index + n) * to_rate // from_rate)
+        return start, max(1, end - start)
 
     def _fill_gap(self, n_lost: int) -> bool:
         """Feed ``n_lost`` source-rate samples of silence in pieces of at most
@@ -307,6 +331,7 @@ class Pipeline:
         n_channels = self.params.n_channels
         silence = np.zeros((_READ_SAMPLES, n_channels), np.float32)
         remaining = n_lost
+        self._input_guard.advance(n_lost)
         while remaining:
             n = min(remaining, _READ_SAMPLES)
             remaining -= n
@@ -328,7 +353,8 @@ class Pipeline:
                 return
             for job in work.jobs:
                 started = time.perf_counter()
-                job.masks = self.model.predict(job.spectrogram)
+                job.masks = self._mask_guard.check(self.model.predict(job.spectrogram))
+                self.stats.blocks_replaced = self._mask_guard.blocks_replaced
                 self.stats.model_seconds += time.perf_counter() - started
                 self.stats.blocks += 1
             if not self._put(self._results, work) or work.end:

@@ -25,6 +25,7 @@ from streamsep.engine.blocks import BlockJob, BlockScheduler, MaskCombiner
 from streamsep.engine.highpass import HighPass
 from streamsep.engine.model import MaskModel
 from streamsep.engine.params import ModelParams
+from streamsep.engine.sanitize import InputGuard, MaskGuard
 from streamsep.engine.settings import StreamSettings
 from streamsep.engine.spectral import StreamingIstft, StreamingStft, apply_masks
 
@@ -208,6 +209,10 @@ class BlockSeparator:
         self._synthesizer = Synthesizer(
             self.params, self.hop_frames, self.lookahead_frames, self.stream.effective_window
         )
+        self.input_guard = InputGuard(self.params.sample_rate)
+        """Non-finite input -> silence, extreme values clipped (counts since construction)."""
+        self.mask_guard = MaskGuard()
+        """Non-finite model output -> uniform masks (counts since construction)."""
         self.n_blocks = 0
         """Model blocks run so far."""
         self.model_seconds = 0.0
@@ -230,10 +235,19 @@ class BlockSeparator:
         -------
         ndarray, shape (n_stems, n_samples, n_channels), float32
             The stems, ``latency_samples`` behind the input.
+
+        Non-finite input samples become silence and extreme ones are clipped
+        (:mod:`streamsep.engine.sanitize`); see :attr:`input_guard` for the counts.
         """
-        for job in self._analyzer.feed(chunk):
+        x = np.asarray(chunk)
+        if x.ndim != 2 or x.shape[1] != self.params.n_channels:
+            raise ValueError(
+                f"chunk: expected shape (n_samples, {self.params.n_channels}), got {x.shape}"
+            )
+        clean, _ = self.input_guard.process(x)
+        for job in self._analyzer.feed(clean):
             started = time.perf_counter()
-            job.masks = self.model.predict(job.spectrogram)
+            job.masks = self.mask_guard.check(self.model.predict(job.spectrogram))
             self.model_seconds += time.perf_counter() - started
             self.n_blocks += 1
             self._synthesizer.add(job)
@@ -248,5 +262,6 @@ class BlockSeparator:
 
     def reset(self) -> None:
         """Forget the current stream."""
+        self.input_guard.reset()
         self._analyzer.reset()
         self._synthesizer.reset()

@@ -1,5 +1,6 @@
 """Command line: ``streamsep separate``, ``streamsep info``, plus ``stream``, ``listen``, ``keys``
-(:mod:`streamsep.cli.net`) and ``run``, ``devices``, ``check`` (:mod:`streamsep.cli.daemon`)."""
+(:mod:`streamsep.cli.net`), ``run``, ``devices``, ``check`` (:mod:`streamsep.cli.daemon`) and
+``detect`` (:mod:`streamsep.cli.detect`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamsep.cli import daemon as daemon_cli
+from streamsep.cli import detect as detect_cli  # events: streamsep detect
 from streamsep.cli import net as netcli
 from streamsep.engine.audio import read_audio, write_audio
 from streamsep.engine.offline import Separator
@@ -122,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p_info)
     netcli.add_parsers(sub, _add_model_args)  # stream, listen, keys
     daemon_cli.add_commands(sub)  # run, devices, check
+    detect_cli.add_parser(sub, _add_model_args)  # events: detect
     return parser
 
 
@@ -192,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "info": _cmd_info,
         **netcli.handlers(_make_separator),
         **daemon_cli.handlers(),
+        **detect_cli.handlers(_make_separator),  # events: detect
     }
     try:
         return handlers[args.command](args)

@@ -11,6 +11,8 @@ Sections and the settings class each one becomes::
     [archive]  ArchiveSettings
     [metrics]  MetricsSettings
     [logging]  LoggingSettings
+    [events]   EventsSettings     (its fields; webhook_* keys: WebhookSettings; detector keys:
+               DetectorSettings)
 
 Every section and key is optional; a missing one keeps its default. Unknown sections and keys,
 wrong types and bad values are errors of one line that name the file and the key, e.g.
@@ -36,6 +38,8 @@ from streamsep.engine.model import PASSTHROUGH
 from streamsep.engine.params import load_params
 from streamsep.engine.settings import ModelSettings, StreamSettings
 from streamsep.errors import ConfigError
+from streamsep.events.detector import DetectorSettings  # [events]
+from streamsep.events.settings import EventsSettings, WebhookSettings  # [events]
 from streamsep.net.control import ControlSettings
 from streamsep.net.publish import PublishSettings
 from streamsep.sources.device.capture import CaptureSettings
@@ -143,6 +147,8 @@ class DaemonSettings:
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
+    """Orca activity events (``[events]``)."""
     config_path: str | None = None
     """The file these settings came from (for messages)."""
 
@@ -174,6 +180,7 @@ _SECTIONS: Final = (
     "archive",
     "metrics",
     "logging",
+    "events",
 )
 
 
@@ -253,6 +260,7 @@ class _Parser:
             archive=self.archive(tables["archive"]),
             metrics=_build(MetricsSettings, "metrics", tables["metrics"], checked=True),
             logging=_build(LoggingSettings, "logging", tables["logging"], checked=True),
+            events=self.events(tables["events"]),
             config_path=name,
         )
 
@@ -311,6 +319,33 @@ class _Parser:
         else:
             table["directory"] = str(self.base_dir / ArchiveSettings.directory)
         return _build(ArchiveSettings, "archive", table, checked=True)
+
+    # -- [events] (orca activity events) ---------------------------------------------------
+
+    def events(self, table: dict[str, Any]) -> EventsSettings:
+        """``[events]``: its own keys, ``webhook_<key>`` for WebhookSettings and the detector's
+        keys, one flat table."""
+        table = dict(table)
+        detector_keys = tuple(f.name for f in fields(DetectorSettings))
+        webhook_keys = tuple(f"webhook_{f.name}" for f in fields(WebhookSettings))
+        own = tuple(f.name for f in fields(EventsSettings) if f.name not in ("webhook", "detector"))
+        _no_unknown("events", table, own + webhook_keys + detector_keys)
+        detector = {k: table.pop(k) for k in detector_keys if k in table}
+        webhook = {k[len("webhook_") :]: table.pop(k) for k in webhook_keys if k in table}
+        if "directory" in table:
+            table["directory"] = self.path("events.directory", table["directory"], must_exist=False)
+        else:
+            table["directory"] = str(self.base_dir / EventsSettings.directory)
+        return _build(
+            EventsSettings,
+            "events",
+            {
+                **table,
+                "webhook": _build(WebhookSettings, "events.webhook", webhook, checked=True),
+                "detector": _build(DetectorSettings, "events", detector, checked=True),
+            },
+            checked=True,
+        )
 
 
 def _no_unknown(section: str, table: dict[str, Any], known: tuple[str, ...]) -> None:

@@ -24,7 +24,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -39,9 +39,12 @@ from streamsep.engine.offline import Separator
 from streamsep.engine.outrate import OutputResampler
 from streamsep.engine.pipeline import OutputChunk, Pipeline
 from streamsep.engine.ringbuffer import RingBuffer
+from streamsep.events.tap import EventTap  # events
 from streamsep.net.control import ControlServer
+from streamsep.net.levels import Calibration  # events
 from streamsep.net.publish import Publisher
 from streamsep.net.status import pipeline_status
+from streamsep.resources import default_model_paths  # events
 from streamsep.sources.device.source import DeviceSource
 from streamsep.sources.file import FileSource, file_info
 from streamsep.sources.hls.follower import HlsSource
@@ -133,6 +136,9 @@ class Daemon:
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.output: OutputResampler | None = None
+        self.events: EventTap | None = None
+        """The orca activity detector and its outputs (``[events] enabled``)."""
+        self._events_off = False
         self._tee: _TeeRing | None = None
         self.clock: CaptureClock | None = None
         self.sample_rate = 0
@@ -226,6 +232,8 @@ class Daemon:
             clock=publish_clock,
             status=self.status,
         )
+        if s.events.enabled:
+            self.events = self._make_events(s, params.instrument_list, publish_clock)
         self.output = OutputResampler(
             self.publisher,
             params.sample_rate,
@@ -275,6 +283,9 @@ class Daemon:
             self.metrics.start()
         if self.archive is not None:
             self.archive.start()
+        if self.events is not None:
+            self.events.start()
+            self._running.add("events")
         self.pipeline.start()
         self._running.add("pipeline")
         self._started = time.monotonic()
@@ -321,6 +332,28 @@ class Daemon:
             target = OrcasoundResolver(o.node, o.base_url, timeout_seconds=h.timeout_seconds)
             return HlsSource(target, None, h)
         return HlsSource(h.url, None, h)
+
+    # -- events (orca activity detection) ----------------------------------------------------
+
+    def _make_events(self, s: DaemonSettings, stems: Sequence[str], clock: Any) -> EventTap:
+        """The event tap on the published stems (its folder checked like the archive's)."""
+        check_directory(s.events.directory)
+        p = s.publish
+        calibration = None
+        if p.sensitivity_db_re_1v_per_upa is not None:
+            calibration = Calibration(p.sensitivity_db_re_1v_per_upa, p.gain_db, p.full_scale_volts)
+        assert self.publisher is not None
+        return EventTap(
+            s.events,
+            stems=stems,
+            sample_rate=self.publish_rate,
+            clock=clock,
+            publish=self.publisher.send_json,
+            model=os.path.basename(s.model.model or default_model_paths()[1]),
+            calibration=calibration,
+            sample_format=p.sample_format,
+            min_free_mb=s.archive.min_free_mb,
+        )
 
     def _on_first_audio(self) -> None:
         """Called once audio flows (on the capture thread for a device)."""
@@ -436,6 +469,12 @@ class Daemon:
             newest = chunk.start_index + chunk.n_samples - 1
             captured_ns = self.clock.scaled(self.publish_rate)(newest)
             self._e2e_latency = (time.time_ns() - captured_ns) / 1e9
+        if self.events is not None and not self._events_off:  # events: before publishing
+            try:
+                self.events.write(chunk)
+            except Exception:  # noqa: BLE001 - detection must never stop the stream
+                _LOGGER.exception("events: detector failed; events are off from here on")
+                self._events_off = True
 
     def _shutdown(self, *, drain: bool) -> None:
         if self._state is State.STOPPED:
@@ -464,6 +503,8 @@ class Daemon:
             except Exception:  # noqa: BLE001 - already logged by the pipeline thread
                 pass
             self.pipeline.join(_DRAIN_SECONDS)
+        if self.events is not None and "events" in self._running:
+            self.events.close()  # events: pending clips, the log, notifications
         if self.publisher is not None and "publisher" in self._running:
             self.publisher.close()
             self.publisher.wait(self.settings.publish.end_timeout_seconds)
@@ -536,6 +577,8 @@ class Daemon:
                 "behind_segments": h.behind_segments,
                 "last_error": h.last_error,
             }
+        if self.events is not None:
+            out["events"] = self.events.status()
         if self.archive is not None:
             a = self.archive.stats
             out["archive"] = {

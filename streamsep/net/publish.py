@@ -57,6 +57,7 @@ _LOGGER = logging.getLogger(__name__)
 _POLL_SECONDS: Final = 0.05
 _RETRY_SECONDS: Final = 0.01
 _START_TIMEOUT_SECONDS: Final = 10.0
+_JSON_QUEUE: Final = 1024  # events: queued JSON messages (send_json)
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,9 @@ class Publisher:
             stem_names = [name[len(proto.AUDIO_PREFIX) :] for name in names]
             self._meter = LevelMeter(stem_names, window, calibration)
         self._fills: list[tuple[int, int]] = []  # (index, n) of silence-filled input, pending
+        # events: JSON messages of other components (the ``events`` topic), sent in order
+        # before the audio queued after them; bounded, never blocks the caller.
+        self._json: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(_JSON_QUEUE)
         self.bound_endpoints: list[str] = []
         """Endpoints actually bound (wildcard ports resolved), set by :meth:`start`."""
 
@@ -300,6 +304,33 @@ class Publisher:
                 self._counters.chunks_dropped += 1
                 self._counters.samples_dropped += old.n_samples
                 self._counters.orphan_fills.extend(old.gaps)
+
+    # -- events: JSON messages of other topics ------------------------------------------------
+
+    def send_json(self, topic: str, body: dict[str, Any]) -> bool:
+        """Queue a JSON message (``version`` added) on ``topic``; never blocks. It is sent
+        before any audio chunk queued after it, and retried like the end of stream when a
+        subscriber's queue is full. Returns False (logged) if 1024 messages are waiting."""
+        try:
+            self._json.put_nowait((topic, body))
+        except queue.Full:
+            _LOGGER.error("publisher: %s message dropped (queue full)", topic)
+            return False
+        return True
+
+    def _send_json_queued(self, sock: zmq.Socket[bytes]) -> None:
+        while True:
+            try:
+                topic, body = self._json.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                frames = proto.encode_json(topic, body)
+            except (TypeError, ValueError) as e:
+                _LOGGER.error("publisher: %s message not JSON-able: %s", topic, e)
+                continue
+            if not self._send(sock, frames, retry=True):
+                _LOGGER.error("publisher: %s message not sent (subscriber queue full)", topic)
 
     @property
     def error(self) -> BaseException | None:
@@ -409,7 +440,9 @@ class Publisher:
             try:
                 item = self._queue.get(timeout=_POLL_SECONDS)
             except queue.Empty:
+                self._send_json_queued(sock)  # events
                 continue
+            self._send_json_queued(sock)  # events: before the audio queued after them
             if item is None:
                 self._finish(sock)
                 self._drain(sock)

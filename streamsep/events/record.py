@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from streamsep.events.detector import DetectorSettings, Event
+from streamsep.net import protocol as proto
 from streamsep.net.levels import Calibration
 
 __all__ = ["EVENTS_TOPIC", "EventContext", "event_body", "utc_stamp", "utc_iso", "clip_name"]
 
-EVENTS_TOPIC: Final = "events"
+EVENTS_TOPIC: Final = proto.EVENTS_TOPIC
 """ZeroMQ topic of the event messages."""
 
 

@@ -1,8 +1,9 @@
 """The event log and clip writer: an append-only JSON-lines file (``events.jsonl``) and FLAC
 clips in the events folder, written on their own thread (``streamsep-events``).
 
-Every line of ``events.jsonl`` is one JSON object with ``kind``: ``event`` (the body published
-on the ``events`` topic, written as soon as the event ends) or ``clip`` (``event_id``,
+Every line of ``events.jsonl`` is one JSON object with ``version`` (1) and ``kind``:
+``event`` (the body published on the ``events`` topic, written as soon as the event ends) or
+``clip`` (``event_id``,
 ``first_index``, ``n_samples``, ``sample_rate``, ``files``: signal name -> file name, written
 when its post-roll has passed). Lines are only ever appended.
 
@@ -36,6 +37,8 @@ __all__ = ["DiskGuard", "EventStore", "StoreStats", "LOG_NAME"]
 _LOGGER = logging.getLogger(__name__)
 
 LOG_NAME: Final = "events.jsonl"
+LOG_VERSION: Final = 1
+"""``version`` of every log line (the same as the ``events`` messages')."""
 _CHECK_SECONDS: Final = 5.0
 _RESUME_FACTOR: Final = 1.1
 _JOIN_SECONDS: Final = 10.0
@@ -190,7 +193,7 @@ class EventStore:
     def _append(self, record: dict[str, Any]) -> bool:
         if not self.guard.ok():
             return False
-        line = json.dumps(record, allow_nan=False) + "\n"
+        line = json.dumps({"version": LOG_VERSION, **record}, allow_nan=False) + "\n"
         try:
             with self.log_path.open("a", encoding="utf-8") as f:
                 f.write(line)

@@ -228,3 +228,30 @@ def test_dead_webhook_never_blocks_notify() -> None:
     hook.close()
     assert time.perf_counter() - t0 < 3.0
     assert hook.stats.sent == 0 and hook.stats.dropped >= 46
+
+
+def test_exec_hook_gets_the_event_on_stdin(tmp_path: Path) -> None:
+    out = tmp_path / "hook.json"
+    guard = DiskGuard(tmp_path, 0.0)
+    store = EventStore(
+        tmp_path, sample_rate=1000, sample_format="float32", node="", guard=guard,
+        queue_events=4, exec_command=("sh", "-c", f"cat > {out}"),
+    )  # fmt: skip
+    store.start(lambda index: index)
+    store.put_event({"kind": "event", "id": "x1"})
+    store.close()
+    assert json.loads(out.read_text()) == {"kind": "event", "id": "x1"}
+    assert store.stats.exec_failures == 0
+
+
+def test_detect_cli_names_a_missing_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamsep.cli.main import main
+
+    assert main(["detect", str(tmp_path / "nope.wav")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"streamsep: error: input not found: {tmp_path / 'nope.wav'}"
+    (tmp_path / "empty").mkdir()
+    assert main(["detect", str(tmp_path / "empty")]) == 1
+    assert "no audio files" in capsys.readouterr().err

@@ -137,6 +137,8 @@ class WindowScore:
     orca_db: float
     noise_db: float | None
     background_db: float
+    peak_hz: float
+    """Frequency of the orca stem's strongest in-band bin, Hz."""
 
 
 @dataclass
@@ -283,7 +285,10 @@ class Detector:
             score = min(score, orca_db - noise_db + s.noise_offset_db)
         if self.scores is not None:
             self.scores.append(
-                WindowScore(k * self.window_samples, score, orca_db, noise_db, self._background)
+                WindowScore(
+                    k * self.window_samples, score, orca_db, noise_db, self._background,
+                    float(self._freqs[int(np.argmax(orca_spectrum))]) if self._freqs.size else 0.0,
+                )  # fmt: skip
             )
         rate = self._rise if orca_db > self._background else self._fall
         self._background += rate * (orca_db - self._background)

@@ -165,7 +165,7 @@ class Subscriber:
         self._json_topics = {proto.LEVELS_TOPIC} if levels else set()
         if status:
             self._json_topics.add(proto.STATUS_TOPIC)
-        if events:  # orca activity events (docs/protocol.md, section 11)
+        if events:  # orca activity events (docs/protocol.md, section 12)
             self._json_topics.add(proto.EVENTS_TOPIC)
         self._topics: dict[str, _TopicState] = {}
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()

@@ -286,7 +286,11 @@ class Detector:
         if self.scores is not None:
             self.scores.append(
                 WindowScore(
-                    k * self.window_samples, score, orca_db, noise_db, self._background,
+                    k * self.window_samples,
+                    score,
+                    orca_db,
+                    noise_db,
+                    self._background,
                     float(self._freqs[int(np.argmax(orca_spectrum))]) if self._freqs.size else 0.0,
                 )  # fmt: skip
             )

@@ -69,7 +69,8 @@ def test_minimum_duration() -> None:
 
 def test_noise_stem_holding_the_energy_vetoes() -> None:
     x = bursts(RATE, 8.0, [(3.0, 4.5)])
-    assert events_of(Detector(SETTINGS, RATE), 0, x, x) == []  # orca = noise: ratio 0 dB
+    louder = 4 * x  # the noise stem 12 dB above the orca stem: vetoed
+    assert events_of(Detector(SETTINGS, RATE), 0, x, louder) == []
     quiet = bursts(RATE, 8.0, [], seed=5)
     assert len(events_of(Detector(SETTINGS, RATE), 0, x, quiet)) == 1
 

@@ -19,12 +19,13 @@ and the score, dB::
 
 (without a noise stem: ``orca_db - background_db``). Hysteresis turns scores into events: an
 event opens when a window reaches ``start_threshold_db``; it starts at the first window of the
-run of windows at or above ``end_threshold_db`` that led there, and it ends after the last
-window at or above ``end_threshold_db`` that is not followed by another start within
-``merge_gap_seconds`` (so one call sequence is one event). Events whose windows at or above
-``end_threshold_db`` add up to less than ``min_duration_seconds`` are dropped; one longer than
-``max_event_seconds`` is closed and a new one may open. The defaults come from
-``tools/evaluate_detection.py`` (``docs/detection.md``).
+run of windows at or above ``end_threshold_db`` that led there; it goes on while windows at or
+above ``end_threshold_db`` follow each other with gaps shorter than ``merge_gap_seconds`` (so
+one call sequence is one event), and ends after the last of them once ``merge_gap_seconds``
+have passed without one: an event is known, and published, that long after its end. Events
+whose windows at or above ``end_threshold_db`` add up to less than ``min_duration_seconds``
+are dropped; one longer than ``max_event_seconds`` is closed and a new one may open. The
+defaults come from ``tools/evaluate_detection.py`` (``docs/detection.md``).
 """
 
 from __future__ import annotations
@@ -54,18 +55,18 @@ class DetectorSettings:
     """Upper edge of the band, Hz (> band_low_hz; cut at the Nyquist frequency)."""
     window_seconds: float = 0.1
     """Scoring window, seconds (> 0)."""
-    start_threshold_db: float = 8.0
+    start_threshold_db: float = 10.0
     """Score that opens an event, dB."""
-    end_threshold_db: float = 4.0
+    end_threshold_db: float = 6.0
     """Score below which an event's activity ends, dB (<= start_threshold_db)."""
     min_duration_seconds: float = 0.3
     """Least time at or above the end threshold for an event to count, seconds (>= 0)."""
     merge_gap_seconds: float = 1.0
-    """Quiet time after which an event ends; a new start within it continues the event,
-    seconds (>= 0). Events are published this long after their end at the earliest."""
+    """Quiet time after which an event ends; activity within it continues the event, seconds
+    (>= 0). Events are published this long after their end at the earliest."""
     max_event_seconds: float = 600.0
     """An event is closed after this long, seconds (> 0)."""
-    noise_offset_db: float = 6.0
+    noise_offset_db: float = 10.0
     """Added to orca minus noise band power before the minimum with the background term, dB."""
     background_rise_seconds: float = 60.0
     """Time constant of the background estimate when the band power rises, seconds (> 0)."""
@@ -292,7 +293,7 @@ class Detector:
                     noise_db,
                     self._background,
                     float(self._freqs[int(np.argmax(orca_spectrum))]) if self._freqs.size else 0.0,
-                )  # fmt: skip
+                )
             )
         rate = self._rise if orca_db > self._background else self._fall
         self._background += rate * (orca_db - self._background)

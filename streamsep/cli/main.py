@@ -1,5 +1,6 @@
 """Command line: ``streamsep separate``, ``streamsep info``, plus ``stream``, ``listen``, ``keys``
-(:mod:`streamsep.cli.net`) and ``run``, ``devices``, ``check`` (:mod:`streamsep.cli.daemon`)."""
+(:mod:`streamsep.cli.net`), ``run``, ``devices``, ``check`` (:mod:`streamsep.cli.daemon`) and
+``detect`` (:mod:`streamsep.cli.detect`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import soundfile as sf
 
 from streamsep.cli import daemon as daemon_cli
+from streamsep.cli import detect as detect_cli  # events: streamsep detect
 from streamsep.cli import net as netcli
 from streamsep.cli import web as webcli  # issue 20: streamsep web
 from streamsep.engine.batch import check_inputs, plan_outputs, separate_file
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     netcli.add_parsers(sub, _add_model_args)  # stream, listen, keys
     daemon_cli.add_commands(sub)  # run, devices, check
     webcli.add_parser(sub)  # web (issue 20)
+    detect_cli.add_parser(sub, _add_model_args)  # events: detect
     return parser
 
 
@@ -194,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **netcli.handlers(_make_separator),
         **daemon_cli.handlers(),
         "web": webcli.cmd_web,  # issue 20
+        **detect_cli.handlers(_make_separator),  # events: detect
     }
     try:
         return handlers[args.command](args)

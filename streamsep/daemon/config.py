@@ -13,6 +13,8 @@ Sections and the settings class each one becomes::
     [logging]  LoggingSettings
     [web]      WebSettings        enabled + (its fields)        (issue 20, docs/web.md)
     [hls_out]  HlsOutSettings     enabled + (its fields)
+    [events]   EventsSettings     (its fields; webhook_* keys: WebhookSettings; detector keys:
+               DetectorSettings)
 
 Every section and key is optional; a missing one keeps its default. Unknown sections and keys,
 wrong types and bad values are errors of one line that name the file and the key, e.g.
@@ -42,6 +44,8 @@ from streamsep.engine.model import PASSTHROUGH
 from streamsep.engine.params import load_params
 from streamsep.engine.settings import ModelSettings, StreamSettings
 from streamsep.errors import ConfigError
+from streamsep.events.detector import DetectorSettings  # [events]
+from streamsep.events.settings import EventsSettings, WebhookSettings  # [events]
 from streamsep.net.control import ControlSettings
 from streamsep.net.publish import PublishSettings
 from streamsep.sources.device.capture import CaptureSettings
@@ -154,6 +158,8 @@ class DaemonSettings:
     """The web monitor (``[web] enabled = true``), or None."""
     hls_out: HlsOutSettings | None = None
     """The live HLS output (``[hls_out] enabled = true``), or None."""
+    events: EventsSettings = field(default_factory=EventsSettings)
+    """Orca activity events (``[events]``)."""
     config_path: str | None = None
     """The file these settings came from (for messages)."""
 
@@ -187,6 +193,7 @@ _SECTIONS: Final = (
     "logging",
     "web",
     "hls_out",
+    "events",
 )
 
 
@@ -271,6 +278,7 @@ class _Parser:
             logging=_build(LoggingSettings, "logging", tables["logging"], checked=True),
             web=self.web(tables["web"]),
             hls_out=self.hls_out(tables["hls_out"]),
+            events=self.events(tables["events"]),
             config_path=name,
         )
 
@@ -348,6 +356,33 @@ class _Parser:
             "hls_out.directory", table.get("directory", "hls"), must_exist=False
         )
         return _build(HlsOutSettings, "hls_out", table)  # type: ignore[no-any-return]
+
+    # -- [events] (orca activity events) ---------------------------------------------------
+
+    def events(self, table: dict[str, Any]) -> EventsSettings:
+        """``[events]``: its own keys, ``webhook_<key>`` for WebhookSettings and the detector's
+        keys, one flat table."""
+        table = dict(table)
+        detector_keys = tuple(f.name for f in fields(DetectorSettings))
+        webhook_keys = tuple(f"webhook_{f.name}" for f in fields(WebhookSettings))
+        own = tuple(f.name for f in fields(EventsSettings) if f.name not in ("webhook", "detector"))
+        _no_unknown("events", table, own + webhook_keys + detector_keys)
+        detector = {k: table.pop(k) for k in detector_keys if k in table}
+        webhook = {k[len("webhook_") :]: table.pop(k) for k in webhook_keys if k in table}
+        if "directory" in table:
+            table["directory"] = self.path("events.directory", table["directory"], must_exist=False)
+        else:
+            table["directory"] = str(self.base_dir / EventsSettings.directory)
+        return _build(
+            EventsSettings,
+            "events",
+            {
+                **table,
+                "webhook": _build(WebhookSettings, "events.webhook", webhook, checked=True),
+                "detector": _build(DetectorSettings, "events", detector, checked=True),
+            },
+            checked=True,
+        )
 
 
 def _no_unknown(section: str, table: dict[str, Any], known: tuple[str, ...]) -> None:

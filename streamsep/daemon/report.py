@@ -86,6 +86,8 @@ def daemon_status(daemon: Daemon) -> dict[str, Any]:
         }
     if c.metrics is not None:
         out["metrics"] = c.metrics.stats.as_dict()
+    if c.events is not None:
+        out["events"] = c.events.status()
     if c.control is not None:
         out["control"] = c.control.health()
     return out

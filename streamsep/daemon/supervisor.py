@@ -96,6 +96,7 @@ class Daemon:
         self._progress_time = time.monotonic()
         self._last_ping = 0.0
         self._ready_sent = False
+        self._events_off = False  # set when the event detector failed (logged once)
         self._last_status = ""
 
     # The components by name (tests and tools read them from the daemon).
@@ -310,6 +311,13 @@ class Daemon:
             newest = chunk.start_index + chunk.n_samples - 1
             captured_ns = clock.scaled(self.components.publish_rate)(newest)
             self.e2e_latency = (time.time_ns() - captured_ns) / 1e9
+        events = self.components.events
+        if events is not None and not self._events_off:  # before the chunk is published
+            try:
+                events.write(chunk)
+            except Exception:  # noqa: BLE001 - detection must never stop the stream
+                _LOGGER.exception("events: detector failed; events are off from here on")
+                self._events_off = True
 
     def _shutdown(self, *, drain: bool) -> None:
         """Stop the source, drain the pipeline (unless ``drain`` is false), send the end of
@@ -340,6 +348,8 @@ class Daemon:
             except Exception:  # noqa: BLE001 - already logged by the pipeline thread
                 pass
             c.pipeline.join(_DRAIN_SECONDS)
+        if c.events is not None and "events" in c.running:
+            c.events.close()  # pending clips, the log, notifications; before the end of stream
         if c.publisher is not None and "publisher" in c.running:
             c.publisher.close()
             c.publisher.wait(self.settings.publish.end_timeout_seconds)

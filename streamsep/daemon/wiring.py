@@ -22,9 +22,10 @@ Then ``pipeline (model rate) -> OutputResampler (publish rate) -> Publisher``, a
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -41,8 +42,11 @@ from streamsep.engine.outrate import OutputResampler
 from streamsep.engine.pipeline import OutputChunk, Pipeline
 from streamsep.engine.ringbuffer import RingBuffer
 from streamsep.errors import ModelError
+from streamsep.events.tap import EventTap
 from streamsep.net.control import ControlServer
+from streamsep.net.levels import Calibration
 from streamsep.net.publish import Publisher
+from streamsep.resources import default_model_paths
 from streamsep.sources.device.source import DeviceSource
 from streamsep.sources.file import FileSource, file_info
 from streamsep.sources.hls.follower import HlsSource
@@ -109,6 +113,8 @@ class Components:
     archive: RawArchive | None = None
     control: ControlServer | None = None
     metrics: MetricsServer | None = None
+    events: EventTap | None = None
+    """The orca activity detector and its outputs (``[events] enabled``)."""
     web: WebMonitor | None = None
     """``[web]`` / ``[hls_out]``: subscribes to the publisher in-process (docs/web.md)."""
     running: set[str] = field(default_factory=set)
@@ -173,6 +179,9 @@ class Components:
             self.metrics.start()
         if self.archive is not None:
             self.archive.start()
+        if self.events is not None:
+            self.events.start()
+            self.running.add("events")
         self.pipeline.start()
         self.running.add("pipeline")
         if self.device is not None:
@@ -249,6 +258,9 @@ def build(
         clock=c.clock.scaled(c.publish_rate),
         status=status,
     )
+    if s.events.enabled:
+        clock = c.clock.scaled(c.publish_rate)
+        c.events = make_events(s, params.instrument_list, c.publish_rate, clock, c.publisher)
     c.output = OutputResampler(
         c.publisher,
         params.sample_rate,
@@ -317,3 +329,29 @@ def make_hls_source(s: DaemonSettings) -> HlsSource:
         assert o is not None
         return orcasound_source(o, h)  # stop() also cancels a latest.txt request
     return HlsSource(h.url, None, h)
+
+
+def make_events(
+    s: DaemonSettings,
+    stems: Sequence[str],
+    publish_rate: int,
+    clock: Callable[[int], int],
+    publisher: Publisher,
+) -> EventTap:
+    """The event tap on the published stems (its folder checked like the archive's)."""
+    check_directory(s.events.directory)
+    p = s.publish
+    calibration = None
+    if p.sensitivity_db_re_1v_per_upa is not None:
+        calibration = Calibration(p.sensitivity_db_re_1v_per_upa, p.gain_db, p.full_scale_volts)
+    return EventTap(
+        s.events,
+        stems=stems,
+        sample_rate=publish_rate,
+        clock=clock,
+        publish=publisher.send_json,
+        model=os.path.basename(s.model.model or default_model_paths()[1]),
+        calibration=calibration,
+        sample_format=p.sample_format,
+        min_free_mb=s.archive.min_free_mb,
+    )

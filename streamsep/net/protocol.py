@@ -36,6 +36,7 @@ __all__ = [
     "MIX_TOPIC",
     "LEVELS_TOPIC",
     "STATUS_TOPIC",
+    "EVENTS_TOPIC",
     "SILENCE_DB",
     "ProtocolError",
     "AudioHeader",
@@ -89,6 +90,8 @@ LEVELS_TOPIC: Final = "levels"
 """Topic of the JSON level reports."""
 STATUS_TOPIC: Final = "status"
 """Topic of the JSON publisher status reports."""
+EVENTS_TOPIC: Final = "events"
+"""Topic of the JSON orca activity events (``streamsep.events``)."""
 
 SILENCE_DB: Final = -240.0
 """Level reported for digital silence (dBFS); JSON has no ``-Infinity``."""

@@ -45,6 +45,7 @@ from streamsep.errors import ConfigError, StreamsepError
 from streamsep.net import protocol as proto
 from streamsep.net.accounting import StreamAccounting, TopicAccount
 from streamsep.net.levels import Calibration, LevelMeter
+from streamsep.net.outbox import JsonOutbox
 from streamsep.net.publish_settings import PublishSettings
 from streamsep.net.security import CurveServerKeys, load_server_keys
 from streamsep.net.subscriptions import SubscriptionGate, max_inbound_bytes
@@ -139,7 +140,7 @@ class Publisher:
             clock=clock or self._sample_clock,
             meter=meter,
         )
-        all_topics = [*names, proto.LEVELS_TOPIC, proto.STATUS_TOPIC]
+        all_topics = [*names, proto.LEVELS_TOPIC, proto.STATUS_TOPIC, proto.EVENTS_TOPIC]
         self._gate = SubscriptionGate(all_topics)
         self._max_inbound_bytes = max_inbound_bytes(all_topics, curve=self._keys is not None)
         self._drop_log = LogThrottle(_DROP_LOG_SECONDS)  # refused by ZeroMQ
@@ -151,6 +152,7 @@ class Publisher:
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._outbox = JsonOutbox()  # events: JSON messages of other components
         self.bound_endpoints: list[str] = []
         """Endpoints actually bound (wildcard ports resolved), set by :meth:`start`."""
 
@@ -222,6 +224,12 @@ class Publisher:
                 self._queue.put_nowait(old)
                 return
             self._accounting.chunk_dropped(old)
+
+    def send_json(self, topic: str, body: dict[str, Any]) -> bool:
+        """Queue a JSON message on ``topic`` (e.g. ``events``); never blocks. It is sent before
+        any audio chunk queued after it, retried like the end of stream when a subscriber's
+        queue is full. False (logged) if 1024 messages are waiting."""
+        return self._outbox.put(topic, body)
 
     @property
     def error(self) -> BaseException | None:
@@ -320,7 +328,10 @@ class Publisher:
             try:
                 item = self._queue.get(timeout=_POLL_SECONDS)
             except queue.Empty:
+                self._outbox.drain(lambda frames: self._send(sock, frames, retry=True))
                 continue
+            # events: messages queued before this chunk go out before it
+            self._outbox.drain(lambda frames: self._send(sock, frames, retry=True))
             if item is None:
                 self._finish(sock)
                 self._drain(sock)

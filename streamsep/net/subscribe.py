@@ -124,8 +124,8 @@ class Subscriber:
         Publisher endpoint, e.g. ``tcp://127.0.0.1:5556``.
     stems : sequence of str, optional
         Stems to receive (``mix`` for the input); None: every audio topic.
-    levels, status : bool
-        Also receive ``levels`` / ``status`` messages.
+    levels, status, events : bool
+        Also receive ``levels`` / ``status`` / ``events`` messages.
     curve_server_key : path, optional
         The publisher's public key file (``.key``); with ``curve_client_key`` turns CURVE on.
     curve_client_key : path, optional
@@ -148,6 +148,7 @@ class Subscriber:
         *,
         levels: bool = False,
         status: bool = False,
+        events: bool = False,
         curve_server_key: str | Path | None = None,
         curve_client_key: str | Path | None = None,
         hwm: int = 1000,
@@ -164,6 +165,8 @@ class Subscriber:
         self._json_topics = {proto.LEVELS_TOPIC} if levels else set()
         if status:
             self._json_topics.add(proto.STATUS_TOPIC)
+        if events:  # orca activity events (docs/protocol.md, section 12)
+            self._json_topics.add(proto.EVENTS_TOPIC)
         self._topics: dict[str, _TopicState] = {}
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self._socket = self._context.socket(zmq.SUB)

@@ -105,7 +105,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("node-on-device", '[source]\nnode = "x"\n', 'source.node does not apply to kind = "device"'),
     # What `run` would only fail on later (issue 18, defect 10): bounds and non-finite numbers.
     ("threads-huge", "[model]\nnum_threads = 100000\n",
-     "model.num_threads must be at most 256, got 100000"),
+     "model.num_threads must be at most 64, got 100000"),
     ("nan-seconds", "[source]\nstall_seconds = nan\n",
      "source.stall_seconds must be a finite number, got nan"),
     ("inf-levels", "[publish]\nlevels_seconds = inf\n",

@@ -29,17 +29,16 @@ folder of the config file, whatever the working directory; ``~`` is expanded.
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
-import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Final, Union, get_args, get_origin, get_type_hints
+from typing import Any, Final
 
 from streamsep.daemon.archive import ArchiveSettings
 from streamsep.daemon.limits import check_endpoints, check_numbers
 from streamsep.daemon.metrics import MetricsSettings
+from streamsep.daemon.tables import build, no_unknown
 from streamsep.engine.model import PASSTHROUGH
 from streamsep.engine.params import load_params
 from streamsep.engine.settings import ModelSettings, StreamSettings
@@ -51,7 +50,7 @@ from streamsep.net.publish import PublishSettings
 from streamsep.sources.device.capture import CaptureSettings
 from streamsep.sources.hls.orcasound import OrcasoundSettings
 from streamsep.sources.hls.settings import HlsSettings
-from streamsep.validate import check_bool, check_choice, check_int, check_str, fail, show
+from streamsep.validate import check_bool, check_choice, check_int, check_str, fail
 from streamsep.web.settings import HlsOutSettings, WebSettings
 
 if sys.version_info >= (3, 11):
@@ -248,7 +247,7 @@ class _Parser:
         return str(p)
 
     def parse(self, data: dict[str, Any], name: str) -> DaemonSettings:
-        _no_unknown("", data, _SECTIONS)
+        no_unknown("", data, _SECTIONS)
         check_numbers(data)
         tables = {}
         for section in _SECTIONS:
@@ -265,17 +264,17 @@ class _Parser:
         return DaemonSettings(
             source=self.source(tables["source"]),
             model=self.model(tables["model"]),
-            stream=_build(StreamSettings, "stream", tables["stream"]),
-            publish=_build(PublishSettings, "publish", self.keys_paths("publish", publish)),
+            stream=build(StreamSettings, "stream", tables["stream"]),
+            publish=build(PublishSettings, "publish", self.keys_paths("publish", publish)),
             publish_rate=rate,
             control=(
-                _build(ControlSettings, "control", self.keys_paths("control", control))
+                build(ControlSettings, "control", self.keys_paths("control", control))
                 if control_enabled
                 else None
             ),
             archive=self.archive(tables["archive"]),
-            metrics=_build(MetricsSettings, "metrics", tables["metrics"], checked=True),
-            logging=_build(LoggingSettings, "logging", tables["logging"], checked=True),
+            metrics=build(MetricsSettings, "metrics", tables["metrics"], checked=True),
+            logging=build(LoggingSettings, "logging", tables["logging"], checked=True),
             web=self.web(tables["web"]),
             hls_out=self.hls_out(tables["hls_out"]),
             events=self.events(tables["events"]),
@@ -285,32 +284,32 @@ class _Parser:
     def source(self, table: dict[str, Any]) -> SourceSettings:
         table = dict(table)
         kind = check_choice("source.kind", table.pop("kind", "device"), SOURCE_KINDS)
-        _no_unknown("source", table, ("kind", *_SOURCE_KEYS))
+        no_unknown("source", table, ("kind", *_SOURCE_KEYS))
         for key in table:
             if key not in _KIND_KEYS[kind]:
                 raise ConfigError(f'source.{key} does not apply to kind = "{kind}"')
         if kind == "device":
-            device = _build(CaptureSettings, "source", table, checked=True)
+            device = build(CaptureSettings, "source", table, checked=True)
             return SourceSettings(kind, device=device)
         if kind == "hls":
             if "url" not in table:
                 raise ConfigError('source.url is required with kind = "hls"')
-            return SourceSettings(kind, hls=_build(HlsSettings, "source", table, checked=True))
+            return SourceSettings(kind, hls=build(HlsSettings, "source", table, checked=True))
         if kind == "orcasound":
             node = {k: table.pop(k) for k in _ORCASOUND_KEYS if k in table}
             return SourceSettings(
                 kind,
-                hls=_build(HlsSettings, "source", table, checked=True),
-                orcasound=_build(OrcasoundSettings, "source", node, checked=True),
+                hls=build(HlsSettings, "source", table, checked=True),
+                orcasound=build(OrcasoundSettings, "source", node, checked=True),
             )
         if "path" not in table:
             raise ConfigError('source.path is required with kind = "file"')
         table["path"] = self.path("source.path", table["path"])
-        return SourceSettings(kind, file=_build(FileSettings, "source", table, checked=True))
+        return SourceSettings(kind, file=build(FileSettings, "source", table, checked=True))
 
     def model(self, table: dict[str, Any]) -> ModelSettings:
         table = dict(table)
-        _no_unknown("model", table, tuple(f.name for f in fields(ModelSettings)))
+        no_unknown("model", table, tuple(f.name for f in fields(ModelSettings)))
         if "params" in table:
             table["params"] = self.path("model.params", table["params"])
             try:
@@ -319,7 +318,7 @@ class _Parser:
                 raise ConfigError(f"model.params: {e}") from None
         if "model" in table and table["model"] != PASSTHROUGH:
             table["model"] = self.path("model.model", table["model"])
-        return _build(ModelSettings, "model", table)
+        return build(ModelSettings, "model", table)
 
     def keys_paths(self, section: str, table: dict[str, Any]) -> dict[str, Any]:
         table = dict(table)
@@ -336,26 +335,26 @@ class _Parser:
             )
         else:
             table["directory"] = str(self.base_dir / ArchiveSettings.directory)
-        return _build(ArchiveSettings, "archive", table, checked=True)
+        return build(ArchiveSettings, "archive", table, checked=True)
 
     # -- issue 20: [web] and [hls_out] --------------------------------------------------------
 
     def web(self, table: dict[str, Any]) -> WebSettings | None:
         table = dict(table)
         if not check_bool("web.enabled", table.pop("enabled", False)):
-            _no_unknown("web", table, tuple(f.name for f in fields(WebSettings)))
+            no_unknown("web", table, tuple(f.name for f in fields(WebSettings)))
             return None
-        return _build(WebSettings, "web", table)  # type: ignore[no-any-return]
+        return build(WebSettings, "web", table)  # type: ignore[no-any-return]
 
     def hls_out(self, table: dict[str, Any]) -> HlsOutSettings | None:
         table = dict(table)
         if not check_bool("hls_out.enabled", table.pop("enabled", False)):
-            _no_unknown("hls_out", table, tuple(f.name for f in fields(HlsOutSettings)))
+            no_unknown("hls_out", table, tuple(f.name for f in fields(HlsOutSettings)))
             return None
         table["directory"] = self.path(
             "hls_out.directory", table.get("directory", "hls"), must_exist=False
         )
-        return _build(HlsOutSettings, "hls_out", table)  # type: ignore[no-any-return]
+        return build(HlsOutSettings, "hls_out", table)  # type: ignore[no-any-return]
 
     # -- [events] (orca activity events) ---------------------------------------------------
 
@@ -366,89 +365,20 @@ class _Parser:
         detector_keys = tuple(f.name for f in fields(DetectorSettings))
         webhook_keys = tuple(f"webhook_{f.name}" for f in fields(WebhookSettings))
         own = tuple(f.name for f in fields(EventsSettings) if f.name not in ("webhook", "detector"))
-        _no_unknown("events", table, own + webhook_keys + detector_keys)
+        no_unknown("events", table, own + webhook_keys + detector_keys)
         detector = {k: table.pop(k) for k in detector_keys if k in table}
         webhook = {k[len("webhook_") :]: table.pop(k) for k in webhook_keys if k in table}
         if "directory" in table:
             table["directory"] = self.path("events.directory", table["directory"], must_exist=False)
         else:
             table["directory"] = str(self.base_dir / EventsSettings.directory)
-        return _build(
+        return build(
             EventsSettings,
             "events",
             {
                 **table,
-                "webhook": _build(WebhookSettings, "events.webhook", webhook, checked=True),
-                "detector": _build(DetectorSettings, "events", detector, checked=True),
+                "webhook": build(WebhookSettings, "events.webhook", webhook, checked=True),
+                "detector": build(DetectorSettings, "events", detector, checked=True),
             },
             checked=True,
         )
-
-
-def _no_unknown(section: str, table: dict[str, Any], known: tuple[str, ...]) -> None:
-    for key in table:
-        if key not in known:
-            where = f"{section}.{key}" if section else f"[{key}]"
-            what = "key" if section else "section"
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
-            raise ConfigError(f"unknown {what} {where}{hint}")
-
-
-def _build(cls: Any, section: str, table: dict[str, Any], *, checked: bool = False) -> Any:
-    """``cls(**table)`` after unknown-key and type checks (``checked``: ``cls`` checks its own
-    types with messages naming the key)."""
-    names = tuple(f.name for f in fields(cls) if f.init)
-    _no_unknown(section, table, names)
-    kwargs = dict(table)
-    if not checked:
-        hints = get_type_hints(cls)
-        for key, value in table.items():
-            kwargs[key] = _typed(f"{section}.{key}", value, hints[key])
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as e:  # a check the class does not do itself
-        raise ConfigError(f"{section}: {e}") from None
-
-
-def _typed(key: str, value: Any, hint: Any) -> Any:
-    """``value`` checked against the annotation ``hint`` (lists become tuples)."""
-    origin = get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = [a for a in get_args(hint) if a is not type(None)]
-        for option in options:
-            try:
-                return _typed(key, value, option)
-            except ConfigError:
-                continue
-        raise fail(key, " or ".join(_describe(o) for o in options), value)
-    if origin is tuple:
-        (item,) = get_args(hint)[:1]
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise fail(key, _describe(hint), value)
-        return tuple(_typed(key, v, item) for v in value)
-    if hint is bool:
-        return check_bool(key, value)
-    if hint is int:
-        return check_int(key, value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise fail(key, "a number", value)
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise fail(key, "a string", value)
-        return value
-    return value
-
-
-def _describe(hint: Any) -> str:
-    if get_origin(hint) is tuple:
-        return f"a list of {_describe(get_args(hint)[0]).split(' ', 1)[1]}s"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-        hint, show(str(hint))
-    )

@@ -15,7 +15,10 @@ _REASON = "tools extra (TensorFlow) not installed"
 DATA = Path("/work/shared/data")
 
 
-@pytest.mark.parametrize(("h", "w", "cin", "cout"), [(7, 9, 6, 3), (8, 16, 4, 1), (1, 1, 2, 2)])
+@pytest.mark.parametrize(
+    ("h", "w", "cin", "cout"),
+    [(7, 9, 6, 3), (8, 16, 4, 1), (1, 1, 2, 2), (5, 6, 3, 16), (4, 7, 8, 24)],
+)
 def test_layer_equals_transposed_convolution(h: int, w: int, cin: int, cout: int) -> None:
     pytest.importorskip("tensorflow", reason=_REASON)
     import keras

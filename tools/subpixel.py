@@ -1,10 +1,12 @@
 """Spleeter's transposed convolutions as sub-pixel convolutions, for fast TFLite inference.
 
 A ``Conv2DTranspose`` with a 5x5 kernel, stride 2 and ``same`` padding computes each of the four
-output phases ``(row % 2, column % 2)`` from a 3x3 neighbourhood of its input. So it equals a
-stride-1 3x3 ``Conv2D`` with ``4 * filters`` outputs (phase-major) followed by
-``depth_to_space(2)``: the same products, summed in another order, plus zeros where a phase
-uses fewer than 3 taps (36 multiply-adds per output group instead of 25).
+output phases ``(row % 2, column % 2)`` from a neighbourhood of its input: 2x2, 2x3, 3x2 and
+3x3 taps. So it equals four stride-1 ``VALID`` convolutions of the input padded by one (one per
+phase, exactly its taps), concatenated phase-major and put in place by ``depth_to_space(2)``:
+the same products, summed in another order. For layers with few filters (the last decoder
+layer has 1) one 3x3 convolution with ``4 * filters`` outputs and zero taps is faster
+(:data:`PHASE_MIN_FILTERS`).
 
 Why: LiteRT's XNNPACK runs ``CONV_2D`` near this CPU's peak (about 90 GFLOP/s per core, AVX2)
 but the converter's ``TRANSPOSE_CONV`` at about 22 GFLOP/s, and the last decoder layer
@@ -35,6 +37,12 @@ __all__ = ["SubpixelConv2DTranspose", "subpixel_model", "supports"]
 
 _KERNEL: Final = (5, 5)
 _STRIDES: Final = (2, 2)
+_PHASE_TAPS: Final = ((3, 1), (4, 2, 0))
+"""Kernel indices of output phase 0 and 1 for input offsets -1, 0 (, +1): ``_tap``."""
+PHASE_MIN_FILTERS: Final = 16
+"""From this many filters the four per-phase convolutions (no zero taps) beat one 3x3
+convolution with ``4 * filters`` outputs; below it (the last decoder layer, 1 filter) the
+narrow per-phase outputs make XNNPACK's GEMMs inefficient."""
 
 
 def supports(layer: keras.layers.Layer) -> bool:
@@ -63,8 +71,8 @@ def _tap(phase: int, offset: int) -> int | None:
 
 @keras.saving.register_keras_serializable(package="streamsep")
 class SubpixelConv2DTranspose(keras.layers.Conv2DTranspose):
-    """``Conv2DTranspose(filters, 5, strides=2, padding="same")`` computed as a 3x3 ``Conv2D``
-    with ``4 * filters`` outputs and ``depth_to_space(2)``. Same weights and shapes.
+    """``Conv2DTranspose(filters, 5, strides=2, padding="same")`` computed as per-phase
+    ``Conv2D`` s and ``depth_to_space(2)``. Same weights and shapes.
 
     Needs the TensorFlow backend (it is used for export only).
     """
@@ -72,6 +80,17 @@ class SubpixelConv2DTranspose(keras.layers.Conv2DTranspose):
     def call(self, inputs: Any) -> Any:
         import tensorflow as tf
 
+        if self.filters >= PHASE_MIN_FILTERS:
+            y = self._phase_convolutions(tf, inputs)
+        else:
+            y = self._one_convolution(tf, inputs)
+        y = tf.nn.depth_to_space(y, 2)
+        if self.activation is not None:
+            y = self.activation(y)
+        return y
+
+    def _one_convolution(self, tf: Any, inputs: Any) -> Any:
+        """One 3x3 convolution, ``4 * filters`` outputs (zero taps where a phase has fewer)."""
         kernel = self.kernel  # (5, 5, filters, in_channels)
         zeros = tf.zeros((int(kernel.shape[3]), int(kernel.shape[2])), kernel.dtype)
         rows = []
@@ -92,9 +111,23 @@ class SubpixelConv2DTranspose(keras.layers.Conv2DTranspose):
         y = tf.nn.conv2d(inputs, kernel3, strides=1, padding="SAME")
         if self.use_bias:
             y = tf.nn.bias_add(y, tf.tile(self.bias, [4]))
-        y = tf.nn.depth_to_space(y, 2)
-        if self.activation is not None:
-            y = self.activation(y)
+        return y
+
+    def _phase_convolutions(self, tf: Any, inputs: Any) -> Any:
+        """Four convolutions, one per phase, with exactly its taps (2x2, 2x3, 3x2, 3x3)."""
+        height, width = int(inputs.shape[1]), int(inputs.shape[2])
+        padded = tf.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        outputs = []
+        for p in range(2):
+            for q in range(2):
+                rows, cols = _PHASE_TAPS[p], _PHASE_TAPS[q]
+                kernel = tf.gather(tf.gather(self.kernel, rows, axis=0), cols, axis=1)
+                kernel = tf.transpose(kernel, [0, 1, 3, 2])  # (rows, cols, in, filters)
+                window = padded[:, : height + len(rows) - 1, : width + len(cols) - 1]
+                outputs.append(tf.nn.conv2d(window, kernel, strides=1, padding="VALID"))
+        y = tf.concat(outputs, axis=-1)
+        if self.use_bias:
+            y = tf.nn.bias_add(y, tf.tile(self.bias, [4]))
         return y
 
 

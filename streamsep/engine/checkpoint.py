@@ -43,8 +43,8 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
-CONVERTER_VERSION: Final = 2
-"""Part of the cache key; bump when the converter's output changes for the same input (2: the
+CONVERTER_VERSION: Final = 3
+"""Part of the cache key; bump when the converter's output changes for the same input (3: the
 transposed convolutions are exported as sub-pixel convolutions, tools/subpixel.py)."""
 _SOURCE_ROOT: Final = Path(__file__).resolve().parents[2]
 """The source checkout holding ``tools/`` (absent from an installed wheel)."""

@@ -9,7 +9,7 @@ layer has 1) one 3x3 convolution with ``4 * filters`` outputs and zero taps is f
 (:data:`PHASE_MIN_FILTERS`).
 
 Why: LiteRT's XNNPACK runs ``CONV_2D`` near this CPU's peak (about 90 GFLOP/s per core, AVX2)
-but the converter's ``TRANSPOSE_CONV`` at about 22 GFLOP/s, and the last decoder layer
+but the converter's ``TRANSPOSE_CONV`` at about 25 GFLOP/s, and the last decoder layer
 (1 output channel) at about 2 GFLOP/s; measured per layer on the full-size (16..512) U-Net with
 ``python -m tools.subpixel --profile`` (see ``docs/spleeter.md``, Performance).
 

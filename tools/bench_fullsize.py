@@ -34,7 +34,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -223,12 +222,11 @@ def streaming_rtf(params_path: Path, model: str, seconds: float, runs: int) -> d
     return feed_rtf(sep, stream, x, runs)
 
 
-def convert_variant(params_path: Path, checkpoint: Path, precision: str, out: Path) -> Path:
+def convert_variant(params_path: Path, checkpoint: Path, precision: str) -> Path:
     """A ``precision`` conversion of ``checkpoint`` (cached next to it by content)."""
     from streamsep.engine.checkpoint import cached_tflite_for_checkpoint
     from streamsep.engine.params import load_params
 
-    del out
     return cached_tflite_for_checkpoint(checkpoint, load_params(params_path), precision=precision)
 
 
@@ -261,7 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         del audio
         variants = {"float16": None, "int8-dynamic": None}
         for precision in variants:
-            variants[precision] = convert_variant(params_path, checkpoint, precision, work)
+            variants[precision] = convert_variant(params_path, checkpoint, precision)
         spleeter_python = SPLEETER_VENV / "bin" / "python"
         ss = [sys.executable, "-m", "streamsep", "separate", "--no-progress", "--params",
               str(params_path)]  # fmt: skip
@@ -382,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.argv = argv
-    if not re.fullmatch(r"[0-9.]+", str(args.seconds)) or args.seconds > 600:
+    if not 0 < args.seconds <= 600:
         parser.error("--seconds must be a positive number <= 600 (spleeter's CLI limit)")
     if args.checkpoint_only:
         args.cache.mkdir(parents=True, exist_ok=True)

@@ -180,7 +180,10 @@ def test_converted_model_matches_keras(seed_like: dict[str, Any], converted: Pat
     params, model = seed_like["params"], seed_like["model"]
     x = _block(params)
     expected = [np.asarray(o) for o in model(x, training=False)]
-    runner = Interpreter(model_path=str(converted)).get_signature_runner("serving_default")
+    interpreter = Interpreter(model_path=str(converted))
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "TRANSPOSE_CONV" not in ops and "DEPTH_TO_SPACE" in ops  # sub-pixel deconvolutions
+    runner = interpreter.get_signature_runner("serving_default")
     got = runner(mix_spectrogram=x)
     for stem, want in zip(STEMS, expected, strict=True):
         np.testing.assert_allclose(got[f"{stem}_spectrogram"], want, rtol=1e-4, atol=1e-6)
@@ -478,15 +481,21 @@ def test_seed_call_with_checkpoint_dir(
     stems = separator.return_source_directory(waveform, 8000)
     assert list(stems) == list(STEMS)
     assert len(list(directory.glob("streamsep-*.tflite"))) == 1
-    reference = Separator(seed_like["params"], converted).separate(waveform, 8000)
+    # A checkpoint directory separates with Spleeter's own segmentation by default.
+    assert separator.stream == StreamSettings.spleeter()
+    spleeter = StreamSettings.spleeter()
+    reference = Separator(seed_like["params"], converted, stream=spleeter).separate(waveform, 8000)
+    overlap = Separator(seed_like["params"], converted).separate(waveform, 8000)
     for stem in STEMS:
         assert stems[stem].shape == waveform.shape
         np.testing.assert_allclose(stems[stem], reference[stem], atol=1e-6)
     assert float(np.abs(stems["orca_vocals"]).max()) > 1e-3
+    assert float(np.abs(stems["orca_vocals"] - overlap["orca_vocals"]).max()) > 1e-4
 
-    # Spleeter segmentation runs through the same cached model.
-    spleeter_seg = Separator(seed_like["params"], directory, stream=StreamSettings.spleeter())
-    assert spleeter_seg.model.path == separator.model.path  # type: ignore[attr-defined]
+    # Overlap segmentation stays an option, through the same cached model.
+    overlap_sep = Separator(seed_like["params"], directory, stream=StreamSettings())
+    assert overlap_sep.stream.segmentation == "overlap"
+    assert overlap_sep.model.path == separator.model.path  # type: ignore[attr-defined]
 
 
 @pytest.mark.tools
@@ -514,11 +523,20 @@ def test_cli_separate_with_checkpoint_dir(
         "--no-progress",
     ]
     assert main(argv) == 0
-    reference = Separator(seed_like["params"], converted).separate(waveform, 8000)
+    spleeter = StreamSettings.spleeter()
+    reference = Separator(seed_like["params"], converted, stream=spleeter).separate(waveform, 8000)
     for stem in STEMS:
         audio, rate = sf.read(tmp_path / "out" / "clip" / f"{stem}.wav", dtype="float32")
         assert rate == 8000
         np.testing.assert_allclose(audio, reference[stem], atol=1e-6)
+    # --stream-segmentation overlap (or any stream option) keeps the overlapping blocks.
+    assert (
+        main([*argv[:3], str(tmp_path / "ovl"), *argv[4:], "--stream-segmentation", "overlap"]) == 0
+    )
+    overlap = Separator(seed_like["params"], converted).separate(waveform, 8000)
+    for stem in STEMS:
+        audio, _ = sf.read(tmp_path / "ovl" / "clip" / f"{stem}.wav", dtype="float32")
+        np.testing.assert_allclose(audio, overlap[stem], atol=1e-6)
 
 
 @pytest.mark.tools

@@ -46,7 +46,7 @@ def test_rel_error_and_sdr() -> None:
 
 @pytest.mark.parametrize(
     ("rel_db", "max_abs", "expected"),
-    [(-100.0, 1.0, True), (-59.0, 5e-5, True), (-59.0, 2e-4, False), (-60.0, 1.0, True)],
+    [(-100.0, 1e-5, True), (-90.0, 1e-4, True), (-89.0, 5e-5, False), (-100.0, 2e-4, False)],
 )
 def test_criterion(rel_db: float, max_abs: float, expected: bool) -> None:
     assert passes(rel_db, max_abs) is expected

@@ -28,6 +28,11 @@ On the same audio (44.1 kHz stereo, the spleeter checkpoint's rate):
 The checkpoint is ``out/spleeter_parity/model_perturbed`` (``params_perturbed.json``); when
 missing, ``python -m tools.spleeter_parity`` is run first (about 1.5 minutes) to train it.
 Writes ``bench.json`` and ``bench.md``; about 8 minutes on 2 cores with the defaults.
+
+``python -m tools.bench --full-size [--runs 3]`` runs the full-size Spleeter row instead
+(:mod:`tools.bench_fullsize`: a ``spleeter train`` checkpoint of the seed's size, whole
+processes on a 600 s file, spleeter's CLI against streamsep exact and quantised, streaming RTF
+at <= 1 s latency).
 """
 
 from __future__ import annotations
@@ -252,6 +257,12 @@ def models(args: argparse.Namespace) -> list[tuple[str, str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if "--full-size" in args_list:  # the full-size Spleeter row: tools/bench_fullsize.py
+        from . import bench_fullsize
+
+        args_list.remove("--full-size")
+        return bench_fullsize.main(args_list)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", help="params JSON of --model")
     parser.add_argument("--model", help=".tflite, checkpoint folder or passthrough")
@@ -391,9 +402,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         st = c["streamsep_streaming"]
         lines += [
             "",
-            f"Same {secs:.0f} s of audio (44.1 kHz stereo), same weights (`{c['checkpoint']}`, "
-            "the tiny checkpoint that `python -m tools.spleeter_parity` trains with "
-            "`spleeter train`, not in the repository; converted by streamsep on load):",
+            f"**Tiny checkpoint only** (filters 8..256, T = 128, F = 256: about 1/16 of the "
+            "seed's network; for full-size Spleeter models see `python -m tools.bench "
+            f"--full-size`). Same {secs:.0f} s of audio (44.1 kHz stereo), same weights "
+            f"(`{c['checkpoint']}`, the tiny checkpoint that `python -m tools.spleeter_parity` "
+            "trains with `spleeter train`, not in the repository; converted by streamsep on "
+            "load):",
             "",
             "| method | seconds (median) | RTF | x streamsep offline |",
             "| --- | --- | --- | --- |",

@@ -38,6 +38,7 @@ from streamsep.engine.checkpoint import find_checkpoint
 from streamsep.engine.params import ModelParams, load_params
 from streamsep.errors import ConfigError, ModelError, StreamsepError
 
+from .calibration import DEFAULT_DATA_DIR, real_blocks
 from .export_tflite import PRECISIONS, export
 from .unet import build_unet, conv_n_filters, spleeter_variable_map
 
@@ -49,6 +50,7 @@ SUPPORTED_MODEL_TYPES: Final = ("unet.unet",)
 """Spleeter ``model.type`` values this converter builds (``unet.softmax_unet`` and
 ``blstm.blstm`` have other graphs)."""
 _CONVS_PER_STEM: Final = 7
+_CALIBRATION_BLOCKS: Final = 16
 _CONV_KERNEL: Final = re.compile(r"^conv2d(?:_(\d+))?/kernel$")
 _STEM_SCOPE: Final = re.compile(r"^(.+)_spectrogram/mul$")
 
@@ -210,6 +212,7 @@ def convert(
     *,
     precision: str = "float32",
     name: str = "model",
+    calibration_data: str | Path = DEFAULT_DATA_DIR,
 ) -> tuple[Path, Path]:
     """Convert a Spleeter checkpoint directory to ``out_dir/name.tflite`` and ``name.json``.
 
@@ -225,6 +228,9 @@ def convert(
         See :data:`tools.export_tflite.PRECISIONS`.
     name : str
         File stem of both outputs.
+    calibration_data : str or Path
+        ``int8`` only: the recordings folder (with ``manifest.csv``) whose real spectrogram
+        blocks calibrate the activation ranges (:func:`tools.calibration.real_blocks`).
 
     Returns
     -------
@@ -238,8 +244,13 @@ def convert(
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    blocks = None
+    if precision == "int8":
+        blocks = real_blocks(params, _CALIBRATION_BLOCKS, calibration_data)
     model = build_from_checkpoint(params, checkpoint_dir)
-    return export(model, params, out_dir, precision=precision, name=name)
+    return export(
+        model, params, out_dir, precision=precision, name=name, representative_data=blocks
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -254,6 +265,12 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32")
     parser.add_argument("--name", help="file stem of the outputs (default: the params file stem)")
+    parser.add_argument(
+        "--calibration-data",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"int8: recordings (with manifest.csv) to calibrate on (default {DEFAULT_DATA_DIR})",
+    )
     return parser
 
 
@@ -270,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out,
             precision=args.precision,
             name=args.name or args.params.stem,
+            calibration_data=args.calibration_data,
         )
     except StreamsepError as e:
         raise SystemExit(f"error: {e}") from None

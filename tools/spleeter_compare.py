@@ -30,10 +30,11 @@ __all__ = [
     "render_markdown",
 ]
 
-REL_ERROR_LIMIT_DB: Final = -60.0
-"""Offline parity: ``20 log10(||streamsep - spleeter|| / ||spleeter||)`` must be at most this."""
+REL_ERROR_LIMIT_DB: Final = -90.0
+"""Offline parity: ``20 log10(||streamsep - spleeter|| / ||spleeter||)`` must be at most this
+(float32 rounding differences only; issue 22's bound for the default ``separate``)."""
 MAX_ABS_LIMIT: Final = 1e-4
-"""... or the largest absolute sample difference at most this (unit-scale audio)."""
+"""... and the largest absolute sample difference at most this (unit-scale audio)."""
 STREAM_CHUNK_SAMPLES: Final = 1024
 """Chunk size fed to the streaming engine, samples (a sound-card period)."""
 
@@ -59,8 +60,8 @@ def max_abs_diff(estimate: NDArray[Any], reference: NDArray[Any]) -> float:
 
 
 def passes(rel_db: float, max_abs: float) -> bool:
-    """The parity criterion: rel. error <= -60 dB or max abs diff <= 1e-4."""
-    return rel_db <= REL_ERROR_LIMIT_DB or max_abs <= MAX_ABS_LIMIT
+    """The parity criterion: rel. error <= -90 dB and max abs diff <= 1e-4."""
+    return rel_db <= REL_ERROR_LIMIT_DB and max_abs <= MAX_ABS_LIMIT
 
 
 def stage_report(
@@ -181,7 +182,7 @@ def _stem_numbers(
 
 
 def _run_cli(wav: Path, out_dir: Path, params_path: Path, checkpoint_dir: Path) -> None:
-    """``python -m streamsep separate WAV --model DIR --stream-segmentation spleeter``."""
+    """``python -m streamsep separate WAV --params P --model DIR`` (its default segmentation)."""
     command = [
         sys.executable,
         "-m",
@@ -194,8 +195,6 @@ def _run_cli(wav: Path, out_dir: Path, params_path: Path, checkpoint_dir: Path) 
         str(params_path),
         "--model",
         str(checkpoint_dir),
-        "--stream-segmentation",
-        "spleeter",
         "--no-progress",
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -213,11 +212,11 @@ def compare_variant(
 ) -> dict[str, Any]:
     """Every streamsep-vs-spleeter number of one checkpoint.
 
-    streamsep runs the seed's way, ``Separator(params, checkpoint_dir)`` with
-    ``StreamSettings.spleeter()`` (converting on first use), then as ``streamsep separate
-    --model DIR``, then streaming with default settings; each stem is compared with
-    ``separator/<stem>`` of ``spleeter_npz``, and the stages with :func:`stage_report` and
-    :func:`bn_mode_report`.
+    streamsep runs the seed's way, ``Separator(params, checkpoint_dir)`` with its default
+    segmentation (Spleeter's, for a checkpoint directory; converting on first use), then as
+    ``streamsep separate --params P --model DIR`` (defaults), then streaming with default
+    settings; each stem is compared with ``separator/<stem>`` of ``spleeter_npz``, and the
+    stages with :func:`stage_report` and :func:`bn_mode_report`.
 
     Parameters
     ----------
@@ -238,7 +237,9 @@ def compare_variant(
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
-    offline = Separator(params_path, checkpoint_dir, stream=StreamSettings.spleeter())
+    offline = Separator(params_path, checkpoint_dir)
+    if offline.stream != StreamSettings.spleeter():
+        raise RuntimeError(f"default segmentation of a checkpoint dir is {offline.stream}")
     timings["first_load_with_conversion"] = time.perf_counter() - started
     started = time.perf_counter()
     ours = offline.return_source_directory(clip, sample_rate)
@@ -285,7 +286,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{results['tensorflow']}). Clip: {results['clip']}. "
         f"Params: {results['params_summary']}.",
         "",
-        f"Criterion: offline relative error <= {REL_ERROR_LIMIT_DB:.0f} dB or max abs diff <= "
+        f"Criterion: offline relative error <= {REL_ERROR_LIMIT_DB:.0f} dB and max abs diff <= "
         f"{MAX_ABS_LIMIT:g}. Result: **{'PASS' if results['passed'] else 'FAIL'}**.",
         "",
         "| checkpoint | stem | offline rel. error (dB) | offline max abs | CLI rel. error (dB) "

@@ -17,7 +17,7 @@ from streamsep.cli import detect as detect_cli  # events: streamsep detect
 from streamsep.cli import net as netcli
 from streamsep.cli import web as webcli  # issue 20: streamsep web
 from streamsep.engine.batch import check_inputs, plan_outputs, separate_file
-from streamsep.engine.offline import Separator
+from streamsep.engine.offline import Separator, is_checkpoint_dir
 from streamsep.engine.settings import StreamSettings
 from streamsep.errors import StreamsepError
 from streamsep.resources import DEFAULT_MODEL_NAME, data_path
@@ -71,8 +71,10 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--stream-segmentation",
         choices=("overlap", "spleeter"),
-        default="overlap",
-        help="'spleeter' = non-overlapping T-frame blocks as Spleeter (default: overlap)",
+        default=None,
+        help="'spleeter' = non-overlapping T-frame blocks as Spleeter (separate's default for a "
+        "Spleeter checkpoint directory, unless hop/lookahead/window are given); "
+        "'overlap' = overlapping Hann-weighted blocks (the default otherwise)",
     )
 
 
@@ -81,14 +83,23 @@ def _stream_settings(args: argparse.Namespace) -> StreamSettings:
         hop_frames=args.stream_hop_frames,
         lookahead_frames=args.stream_lookahead_frames,
         window=args.stream_window,
-        segmentation=args.stream_segmentation,
+        segmentation=args.stream_segmentation or "overlap",
     )
 
 
-def _make_separator(args: argparse.Namespace) -> Separator:
-    return Separator(
-        args.params, args.model, stream=_stream_settings(args), num_threads=args.model_threads
+def _make_separator(args: argparse.Namespace, *, offline: bool = False) -> Separator:
+    """The separator for ``args``; ``offline`` (``separate``): a Spleeter checkpoint directory
+    gets Spleeter's segmentation unless a stream option is given."""
+    stream: StreamSettings | None = _stream_settings(args)
+    untouched = offline and (
+        args.stream_segmentation is None
+        and args.stream_hop_frames is None
+        and args.stream_lookahead_frames is None
+        and args.stream_window == "hann"
     )
+    if untouched and args.model is not None and is_checkpoint_dir(args.model):
+        stream = None  # Separator's default for a checkpoint directory: Spleeter's segmentation
+    return Separator(args.params, args.model, stream=stream, num_threads=args.model_threads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_separate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    separator = _make_separator(args)
+    separator = _make_separator(args, offline=True)
     inputs = [Path(p) for p in args.inputs]
     # Everything is checked before any work: the inputs' headers, the output folders.
     check_inputs(inputs)

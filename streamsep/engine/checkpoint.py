@@ -43,8 +43,9 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
-CONVERTER_VERSION: Final = 1
-"""Part of the cache key; bump when the converter's output changes for the same input."""
+CONVERTER_VERSION: Final = 3
+"""Part of the cache key; bump when the converter's output changes for the same input (3: the
+transposed convolutions are exported as sub-pixel convolutions, tools/subpixel.py)."""
 _SOURCE_ROOT: Final = Path(__file__).resolve().parents[2]
 """The source checkout holding ``tools/`` (absent from an installed wheel)."""
 _CONVERTER: Final = _SOURCE_ROOT / "tools" / "convert_spleeter.py"

@@ -52,7 +52,6 @@ from streamsep.engine.params import ModelParams, load_params
 from streamsep.engine.settings import StreamSettings
 from streamsep.engine.spectral import apply_masks, istft, ratio_masks, stft
 from streamsep.engine.streamer import BlockSeparator
-from tools.machine import describe_machine
 
 from .dataset import (
     NOISE_STEM,
@@ -63,6 +62,7 @@ from .dataset import (
     prepare_audio,
     probability,
 )
+from .machine import describe_machine
 from .metrics import band_energy_db, roc_auc, sdr, si_sdr, spectrogram_mad
 
 __all__ = ["evaluate", "ideal_ratio_mask", "labeled_auc", "main"]

@@ -289,3 +289,18 @@ def test_tools_extra_converts_and_runs_the_spleeter_trained_checkpoint(
         theirs = spleeter[f"separator/{stem}"]
         error = rel_error_db(ours, theirs)
         assert passes(error, float(np.abs(ours - theirs).max())), f"{stem}: {error:.1f} dB"
+
+
+def test_converter_is_the_checkouts_tools_else_the_installed_package(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from streamsep.engine import checkpoint
+    from streamsep.errors import ModelError
+
+    assert checkpoint._converter_module() == ("tools.convert_spleeter", ROOT)
+    monkeypatch.setattr(checkpoint, "_SOURCE_ROOT", tmp_path)  # as in site-packages
+    monkeypatch.setattr(checkpoint, "_INSTALLED_TOOLS", "json")  # stands in: importable
+    assert checkpoint._converter_module() == ("json.convert_spleeter", None)
+    monkeypatch.setattr(checkpoint, "_INSTALLED_TOOLS", "streamsep_no_such_tools")
+    with pytest.raises(ModelError, match=r"pip install 'streamsep\[tools\]'"):
+        checkpoint._converter_module()

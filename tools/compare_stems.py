@@ -2,13 +2,14 @@
 
 Usage::
 
-    python -m tools.compare_stems REFERENCE CANDIDATE [--max-abs 1e-5] [--json OUT.json]
+    python -m tools.compare_stems REFERENCE CANDIDATE [--max-abs 1e-5] [--max-rel-db -40]
+        [--json OUT.json]
 
 Every audio file under ``REFERENCE`` (``<input>/<stem>.wav``...) must exist under ``CANDIDATE``
-with the same rate, shape and samples within ``--max-abs`` (largest absolute difference,
-unit-scale audio). Prints one line per file with the largest absolute difference and the
-relative error ``20 log10(||candidate - reference|| / ||reference||)`` in dB; exits 1 on a
-mismatch, a missing file or an empty reference.
+with the same rate and shape, its largest absolute sample difference at most ``--max-abs``
+(unit-scale audio) and, when given, its relative error
+``20 log10(||candidate - reference|| / ||reference||)`` at most ``--max-rel-db`` dB. Prints one
+line per file with both numbers; exits 1 on a mismatch, a missing file or an empty reference.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def _rel_error_db(candidate: np.ndarray, reference: np.ndarray) -> float:
     return 20.0 * float(np.log10(error / norm)) if norm > 0 else float("inf")
 
 
-def compare_dirs(reference: Path, candidate: Path, max_abs: float) -> list[dict[str, Any]]:
+def compare_dirs(
+    reference: Path, candidate: Path, max_abs: float, max_rel_db: float | None = None
+) -> list[dict[str, Any]]:
     """One result per reference audio file: ``file``, ``max_abs``, ``rel_error_db``, ``ok``,
     ``problem`` (``None`` when the file compared)."""
     results: list[dict[str, Any]] = []
@@ -55,7 +58,8 @@ def compare_dirs(reference: Path, candidate: Path, max_abs: float) -> list[dict[
             continue
         diff = float(np.abs(cand - ref).max()) if ref.size else 0.0
         row.update(max_abs=diff, rel_error_db=_rel_error_db(cand, ref))
-        row["ok"] = diff <= max_abs and ref.size > 0
+        rel_ok = max_rel_db is None or row["rel_error_db"] <= max_rel_db
+        row["ok"] = diff <= max_abs and rel_ok and ref.size > 0
         row["problem"] = None if ref.size else "empty"
         results.append(row)
     return results
@@ -67,9 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("reference", type=Path, help="output folder of the reference run")
     parser.add_argument("candidate", type=Path, help="output folder to check")
     parser.add_argument("--max-abs", type=float, default=1e-5, help="tolerance (unit scale)")
+    parser.add_argument("--max-rel-db", type=float, help="tolerance of the relative error (dB)")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args(argv)
-    results = compare_dirs(args.reference, args.candidate, args.max_abs)
+    results = compare_dirs(args.reference, args.candidate, args.max_abs, args.max_rel_db)
+    limits = f"max abs {args.max_abs:g}" + (
+        f", rel. error {args.max_rel_db:g} dB" if args.max_rel_db is not None else ""
+    )
     if not results:
         print(f"compare_stems: no audio files under {args.reference}", file=sys.stderr)
         return 1
@@ -77,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if r["problem"]:
             print(f"{r['file']}: FAIL ({r['problem']})")
         else:
-            verdict = "ok" if r["ok"] else f"FAIL (> {args.max_abs:g})"
+            verdict = "ok" if r["ok"] else f"FAIL (limits: {limits})"
             print(
                 f"{r['file']}: max abs diff {r['max_abs']:.3g}, rel. error "
                 f"{r['rel_error_db']:.1f} dB: {verdict}"

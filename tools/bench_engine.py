@@ -32,7 +32,8 @@ from streamsep.engine.pipeline import CollectSink, Pipeline
 from streamsep.engine.streamer import BlockSeparator
 from streamsep.resources import data_path
 from streamsep.sources.file import FileSource
-from tools.machine import describe_machine
+
+from .machine import describe_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "tests" / "fixtures" / "audio" / "orca-autoencoder_someCalls.flac"

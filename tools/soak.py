@@ -62,7 +62,8 @@ from streamsep.net import protocol as proto
 from streamsep.net.control import request
 from streamsep.net.subscribe import Chunk, Subscriber
 from streamsep.resources import default_model_paths
-from tools.machine import describe_machine
+
+from .machine import describe_machine
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 AUDIO_DIR: Final = ROOT / "tests" / "fixtures" / "audio"

@@ -112,7 +112,7 @@ def bn_mode_report(
     """
     import keras
 
-    from tools.convert_spleeter import build_from_checkpoint
+    from .convert_spleeter import build_from_checkpoint
 
     model = build_from_checkpoint(params, checkpoint_dir)
     training_model = keras.models.clone_model(
@@ -229,7 +229,8 @@ def compare_variant(
 
     from streamsep import Separator, StreamSettings
     from streamsep.engine.params import load_params
-    from tools.convert_spleeter import convert
+
+    from .convert_spleeter import convert
 
     params = load_params(params_path)
     theirs = dict(np.load(spleeter_npz))

@@ -6,8 +6,9 @@ the ``model_dir`` of a ``spleeter train`` run) holds a TensorFlow 1 checkpoint: 
 ``<prefix>.index`` and ``<prefix>.data-00000-of-00001`` (and often ``<prefix>.meta``).
 
 :func:`cached_tflite_for_checkpoint` turns such a directory into a ``.tflite`` file the runtime
-can load. The conversion (``tools/convert_spleeter.py``) needs TensorFlow, which the runtime
-never imports: it runs once, in a subprocess, and its result is cached under a name derived
+can load. The conversion (``tools/convert_spleeter.py``; installed from a wheel it is
+``streamsep_tools.convert_spleeter``) needs TensorFlow, which the runtime never imports: it
+runs once, in a subprocess, and its result is cached under a name derived
 from the checkpoint's bytes and the params that shape the network, so later loads cost one hash
 of the checkpoint files. The subprocess keeps TensorFlow's memory, threads and logging out of a
 live process.
@@ -47,8 +48,9 @@ CONVERTER_VERSION: Final = 3
 """Part of the cache key; bump when the converter's output changes for the same input (3: the
 transposed convolutions are exported as sub-pixel convolutions, tools/subpixel.py)."""
 _SOURCE_ROOT: Final = Path(__file__).resolve().parents[2]
-"""The source checkout holding ``tools/`` (absent from an installed wheel)."""
-_CONVERTER: Final = _SOURCE_ROOT / "tools" / "convert_spleeter.py"
+"""The source checkout holding ``tools/`` (site-packages for an installed wheel)."""
+_INSTALLED_TOOLS: Final = "streamsep_tools"
+"""``tools/`` as a wheel installs it (setup.py maps the folder to this package)."""
 _CONVERT_TIMEOUT_SECONDS: Final = 1800.0
 _PATH_LINE: Final = re.compile(r'^model_checkpoint_path:\s*"(.*)"\s*$')
 _SHARD: Final = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
@@ -143,28 +145,48 @@ def _writable(directory: Path) -> bool:
     return directory.is_dir() and os.access(directory, os.W_OK | os.X_OK)
 
 
+def _converter_module() -> tuple[str, Path | None]:
+    """``(module, source_root)`` of the converter: the checkout's ``tools``, else installed.
+
+    ``source_root`` (``None`` for the installed package) goes first on ``PYTHONPATH``.
+    A checkout is recognised by its ``pyproject.toml`` next to ``tools/convert_spleeter.py``.
+
+    Raises
+    ------
+    ModelError
+        If neither is there.
+    """
+    if (_SOURCE_ROOT / "pyproject.toml").is_file() and (
+        _SOURCE_ROOT / "tools" / "convert_spleeter.py"
+    ).is_file():
+        return "tools.convert_spleeter", _SOURCE_ROOT
+    if importlib.util.find_spec(_INSTALLED_TOOLS) is not None:
+        return f"{_INSTALLED_TOOLS}.convert_spleeter", None
+    raise ModelError(
+        "converting a Spleeter checkpoint needs the converter: neither a source checkout's "
+        f"tools/ nor the installed package {_INSTALLED_TOOLS}; pip install 'streamsep[tools]'"
+    )
+
+
 def _check_converter_available() -> None:
     if importlib.util.find_spec("tensorflow") is None:
         raise ModelError(
             "converting a Spleeter checkpoint needs TensorFlow: pip install 'streamsep[tools]'"
         )
-    if not _CONVERTER.is_file():
-        raise ModelError(
-            f"converting a Spleeter checkpoint needs streamsep's tools/ (a source checkout); "
-            f"{_CONVERTER} not found"
-        )
+    _converter_module()
 
 
 def _run_converter(
     params: ModelParams, checkpoint_dir: Path, out_dir: Path, name: str, precision: str
 ) -> None:
-    """Run ``python -m tools.convert_spleeter`` writing ``out_dir/name.{tflite,json}``."""
+    """Run the converter (:func:`_converter_module`) writing ``out_dir/name.{tflite,json}``."""
+    module, source_root = _converter_module()
     params_path = out_dir / "input-params.json"
     params.save(params_path)
     command = [
         sys.executable,
         "-m",
-        "tools.convert_spleeter",
+        module,
         "--params",
         str(params_path),
         "--checkpoint",
@@ -178,13 +200,14 @@ def _run_converter(
     ]
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(_SOURCE_ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    if source_root is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(source_root), env.get("PYTHONPATH", "")) if p
+        )
     try:
         result = subprocess.run(
             command,
-            cwd=_SOURCE_ROOT,
+            cwd=source_root or out_dir,
             env=env,
             capture_output=True,
             text=True,

@@ -572,7 +572,9 @@ def test_oversized_subscriptions_disconnect_the_client_and_cost_no_memory(
         stats = h.publisher.stats()
     finally:
         h.close()
-    assert flood == ["3"]  # disconnected (and again after each reconnect)
+    # Disconnected at least once (it reconnects and is disconnected again; how often within
+    # the poll depends on the machine's load).
+    assert len(flood) == 1 and 1 <= int(flood[0]) <= 3, flood
     _assert_every_sample(chunks, 4000)
     assert stats["subscriptions"] == 1 and stats["active_subscriptions"] == 1
     assert grown < 20, f"publisher process grew by {grown:.1f} MiB"

@@ -187,6 +187,12 @@ def test_installed_wheel_separates_outside_the_source_tree(
     python = str(runtime_venv / "bin" / "python")
     where = _run([python, "-c", "import streamsep; print(streamsep.__file__)"], tmp_path)
     assert Path(where.strip()).is_relative_to(runtime_venv), where
+    # The public API (issue 17), each name from its real module in the installed package.
+    api = "Separator, StreamSettings, BlockSeparator, Daemon, Publisher, Subscriber"
+    names = _run([python, "-c", f"from streamsep import {api}; print({api})"], tmp_path)
+    for module in ("engine.offline", "engine.settings", "engine.streamer", "daemon.supervisor"):
+        assert f"streamsep.{module}." in names, names
+    assert "streamsep.net.publish.Publisher" in names and "streamsep.net.subscribe." in names
     streamsep = str(runtime_venv / "bin" / "streamsep")
     info = _run([streamsep, "info"], tmp_path)
     assert "stems: orca_vocals, noise" in info

@@ -1,5 +1,8 @@
 """Checks shared by the daemon's settings dataclasses: one-line errors naming the key.
 
+Also :func:`decode_json`, the one decoder of untrusted JSON bytes (params files, control
+requests): every way such bytes can be bad becomes one short reason.
+
 Every helper raises :class:`~streamsep.errors.ConfigError` with ``<section>.<key> must be
 <expected>, got <value>``, the value written as in TOML (strings in double quotes), so a
 message reads the same whether the value came from a config file or from Python.
@@ -22,6 +25,8 @@ __all__ = [
     "check_number",
     "check_str",
     "check_choice",
+    "JsonTextError",
+    "decode_json",
 ]
 
 
@@ -93,3 +98,33 @@ def check_choice(key: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise fail(key, "one of " + ", ".join(f'"{c}"' for c in choices), value)
     return value
+
+
+class JsonTextError(ValueError):
+    """Why bytes are not a JSON document; ``str()`` is a short reason such as
+    ``not UTF-8 text (invalid start byte at byte 12)`` or ``nested too deeply``."""
+
+
+def decode_json(raw: bytes) -> Any:
+    """The JSON value of UTF-8 ``raw`` bytes (any JSON type; the caller checks which).
+
+    Raises
+    ------
+    JsonTextError
+        Not UTF-8 (UTF-16 included), not JSON, nested too deeply for the parser, or an integer
+        too long to convert.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise JsonTextError(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise JsonTextError(
+            f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    except RecursionError:
+        raise JsonTextError("nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise JsonTextError(f"not valid JSON: {str(e).split(';')[0]}") from None

@@ -45,7 +45,7 @@ def test_status_ping_and_errors() -> None:
         sock.connect(endpoint)
         sock.send(b"not json")
         assert sock.poll(5000)
-        assert b"request is not JSON" in sock.recv()
+        assert b"request is not valid JSON" in sock.recv()
         sock.close()
         context.term()
 
@@ -130,13 +130,13 @@ def _raw_request(endpoint: str, frames: list[bytes], timeout: float = 5.0) -> di
 
 MALFORMED: list[tuple[str, list[bytes], str]] = [
     ("two frames", [b'{"cmd": "ping"}', b'{"cmd": "ping"}'], "expected a request of 1 frame"),
-    ("empty frame", [b""], "not JSON"),
-    ("not JSON", [b"not json"], "not JSON"),
+    ("empty frame", [b""], "not valid JSON"),
+    ("not JSON", [b"not json"], "not valid JSON"),
     ("not UTF-8", [b'{"cmd": "\xff\xfe"}'], "not UTF-8"),
     ("UTF-16 JSON", ['{"cmd": "ping"}'.encode("utf-16")], "not UTF-8"),
     ("deeply nested", [b"[" * 10000 + b"]" * 10000], "request too large"),
     ("nested under the size limit", [b"[" * 5000 + b"]" * 5000], "nested too deeply"),
-    ("5000-digit integer", [b'{"cmd": ' + b"9" * 5000 + b"}"], "not JSON"),
+    ("5000-digit integer", [b'{"cmd": ' + b"9" * 5000 + b"}"], "not valid JSON"),
     ("array", [b'["ping"]'], "must be a JSON object, got an array"),
     ("string", [b'"ping"'], "must be a JSON object, got a string"),
     ("number", [b"42"], "must be a JSON object, got a number"),
@@ -147,7 +147,7 @@ MALFORMED: list[tuple[str, list[bytes], str]] = [
     ("huge string", [json.dumps({"cmd": "x" * 60000}).encode()], "request too large"),
     ("huge command under the limit", [json.dumps({"cmd": "x" * 9000}).encode()], "'xxxx"),
     ("NaN", [b'{"cmd": NaN}'], "unknown command nan"),
-    ("truncated", [b'{"cmd": "pi'], "not JSON"),
+    ("truncated", [b'{"cmd": "pi'], "not valid JSON"),
 ]
 
 

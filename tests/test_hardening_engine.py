@@ -468,6 +468,46 @@ def test_overflowing_model_refused_by_the_probe(tmp_path: Path) -> None:
         load_model(_patched_model(tmp_path, 3e38, whole=True), params)
 
 
+def test_a_model_that_cannot_run_fails_at_load_as_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The load probe runs the interpreter once (arena, threads): a failure there is one
+    ``ModelError`` line naming the file, and the daemon's ``warm_up`` does not run a loaded
+    TFLite model a second time."""
+    from streamsep.daemon.wiring import warm_up
+    from streamsep.engine import model as model_module
+
+    params = load_params(MODELS / "tiny_unet.json")
+    real = model_module._interpreter_class()
+    calls = {"n": 0}
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def get_signature_runner(self, *args: Any, **kwargs: Any) -> Any:
+            runner = super().get_signature_runner(*args, **kwargs)
+
+            class Run:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(runner, name)
+
+                def __call__(self, **inputs: Any) -> Any:
+                    calls["n"] += 1
+                    if calls.get("fail"):
+                        raise RuntimeError("XNNPack delegate failed to reshape\nnode 7 failed.")
+                    return runner(**inputs)
+
+            return Run()
+
+    monkeypatch.setattr(model_module, "_interpreter_class", lambda: Counting)
+    model = load_model(MODELS / "tiny_unet.tflite", params)
+    assert calls["n"] == 1  # the probe
+    warm_up(model)
+    assert calls["n"] == 1  # not run again
+    calls["fail"] = 1
+    with pytest.raises(ModelError) as error:
+        load_model(MODELS / "tiny_unet.tflite", params)
+    assert str(error.value) == f"model {MODELS / 'tiny_unet.tflite'}: cannot run: node 7 failed."
+
+
 # -- output paths and partial files -----------------------------------------------------------
 
 

@@ -140,10 +140,15 @@ class TFLiteModel:
                 )
 
     def _probe(self) -> None:
-        """Run one block of noise; refuse a model whose output is not finite."""
+        """Run one block of noise; refuse a model that cannot run (the interpreter allocates
+        its arena and starts its threads here) or whose output is not finite."""
         rng = np.random.default_rng(0)
         block = np.abs(rng.standard_normal(self._expected_shape[1:], dtype=np.float32))
-        outputs = self._runner(**{self._input_name: block[None]})
+        try:
+            outputs = self._runner(**{self._input_name: block[None]})
+        except (RuntimeError, ValueError, MemoryError) as e:
+            message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise ModelError(f"model {self.path}: cannot run: {message}") from e
         for name in self._output_names:
             if not np.isfinite(outputs[name]).all():
                 raise ModelError(

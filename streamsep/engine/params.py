@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from streamsep.errors import ConfigError
+from streamsep.validate import JsonTextError, decode_json
 
 __all__ = ["ModelParams", "load_params", "MASK_EXTENSIONS", "LIMITS"]
 
@@ -317,17 +318,7 @@ def load_params(source: str | Path | dict[str, Any] | ModelParams) -> ModelParam
     if len(raw) > MAX_PARAMS_BYTES:
         raise ConfigError(f"params file {path} is larger than {MAX_PARAMS_BYTES} bytes")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"params file {path} is not UTF-8 text (byte {e.start})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"params file {path} is not valid JSON: {e.msg} at line {e.lineno}"
-        ) from e
-    except RecursionError:
-        raise ConfigError(f"params file {path} is nested too deeply") from None
-    except ValueError as e:  # e.g. an integer of more than 4300 digits
-        raise ConfigError(f"params file {path} is not valid JSON: {str(e).split(';')[0]}") from None
+        data = decode_json(raw)
+    except JsonTextError as e:
+        raise ConfigError(f"params file {path} is {e}") from None
     return ModelParams.from_dict(data, source=str(path))

@@ -32,6 +32,7 @@ from streamsep.errors import ConfigError, StreamsepError
 from streamsep.net import protocol as proto
 from streamsep.net.security import CurveClientKeys, CurveServerKeys, check_bind, load_server_keys
 from streamsep.net.throttle import LogThrottle
+from streamsep.validate import JsonTextError, decode_json
 
 __all__ = ["MAX_REQUEST_BYTES", "MAX_MESSAGE_BYTES", "ControlSettings", "ControlServer", "request"]
 
@@ -264,15 +265,9 @@ class ControlServer:
         if len(raw) > MAX_REQUEST_BYTES:
             raise _BadRequest(f"request too large: {len(raw)} bytes, at most {MAX_REQUEST_BYTES}")
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise _BadRequest(f"request is not UTF-8: {e.reason} at byte {e.start}") from e
-        try:
-            request = json.loads(text)
-        except RecursionError as e:
-            raise _BadRequest("request is not JSON: nested too deeply") from e
-        except ValueError as e:  # JSONDecodeError, and integers too long to convert
-            raise _BadRequest(f"request is not JSON: {str(e)[:_SHOWN_CHARS]}") from e
+            request = decode_json(raw)
+        except JsonTextError as e:
+            raise _BadRequest(f"request is {str(e)[:_SHOWN_CHARS]}") from e
         if not isinstance(request, dict):
             kind = _JSON_TYPES.get(type(request), type(request).__name__)
             raise _BadRequest(f"request must be a JSON object, got {kind}")

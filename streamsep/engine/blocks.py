@@ -172,9 +172,12 @@ class MaskCombiner:
 
     def reset(self) -> None:
         """Forget all blocks; the next block added must be the stream's first."""
-        self._acc = np.zeros(self._shape, dtype=np.float32)
-        self._weight_sum = np.zeros(self._width, dtype=np.float32)
-        self._stft = np.zeros(self._stft_shape, dtype=np.complex64)
+        # Spleeter's segmentation passes blocks through: no accumulators (a full-size block's
+        # are 25 MB).
+        shapes = ((0,) * 4, (0,) * 3) if self._single else (self._shape, self._stft_shape)
+        self._acc = np.zeros(shapes[0], dtype=np.float32)
+        self._weight_sum = np.zeros(0 if self._single else self._width, dtype=np.float32)
+        self._stft = np.zeros(shapes[1], dtype=np.complex64)
         self._next_end = self.hop_frames - 1
 
     def add(self, job: BlockJob) -> tuple[NDArray[np.float32], NDArray[np.complex64]]:

@@ -15,6 +15,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from streamsep.engine.pages import release_mapped_file
 from streamsep.engine.params import ModelParams
 from streamsep.engine.spectral import ratio_masks
 from streamsep.errors import ModelError
@@ -110,6 +111,9 @@ class TFLiteModel:
         self._check_constants()
         self._runner, self._input_name, self._output_names = self._bind()
         self._probe()
+        # The probe made the delegate pack its own copy of the weights: the file's pages
+        # are not read again (an operator left to LiteRT reads them back from the file).
+        release_mapped_file(self.path)
         _LOGGER.info(
             "loaded %s: input %s, stems %s, %d thread(s)",
             self.path.name,

@@ -19,6 +19,7 @@ of ``frame_step`` (Spleeter's 4096/1024 is).
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from typing import Final
 
 import numpy as np
@@ -324,10 +325,25 @@ class StreamingIstft(_StreamingTransform):
         -------
         ndarray, shape (n_finished, n_channels), float32
         """
-        if spectra.shape[0] == 0:
+        return self.feed_pieces([spectra], spectra.shape[0])
+
+    def feed_pieces(
+        self, pieces: Iterable[NDArray[np.complexfloating]], n_frames: int
+    ) -> Float32Array:
+        """:meth:`feed` of ``n_frames`` frames given as consecutive pieces, bit for bit the
+        same as ``feed(np.concatenate(pieces))`` while only one piece's spectra (and its
+        inverse transform's temporaries) exist at a time."""
+        if n_frames == 0:
             return np.zeros((0, self.n_channels), dtype=np.float32)
-        spectra = np.asarray(spectra, dtype=np.complex64)
-        frames = _frames_to_signal(spectra, self._window, self.frame_length)
+        frames = np.empty((n_frames, self.frame_length, self.n_channels), dtype=np.float32)
+        at = 0
+        for piece in pieces:
+            spectra = np.asarray(piece, dtype=np.complex64)
+            n = spectra.shape[0]
+            frames[at : at + n] = _frames_to_signal(spectra, self._window, self.frame_length)
+            at += n
+        if at != n_frames:
+            raise ValueError(f"pieces hold {at} frames, expected {n_frames}")
         finished, self._carry = _overlap_add(frames, self._carry, self.frame_step)
         if self._to_skip:
             skip = min(self._to_skip, finished.shape[0])

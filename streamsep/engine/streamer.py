@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +33,11 @@ from streamsep.engine.spectral import StreamingIstft, StreamingStft, apply_masks
 __all__ = ["Analyzer", "Synthesizer", "BlockSeparator", "latency_samples"]
 
 _LOGGER = logging.getLogger(__name__)
+
+_MASK_PIECE_FRAMES: Final = 64
+"""Frames masked and inverse-transformed at a time (bounds the temporaries of large blocks)."""
+_FLUSH_PIECE_SAMPLES: Final = 1 << 16
+"""``flush()`` feeds its zeros in pieces of this many samples (as ``separate`` reads files)."""
 
 
 def latency_samples(params: ModelParams, lookahead_frames: int) -> int:
@@ -105,7 +111,9 @@ class _SampleFifo:
         n = samples.shape[1]
         if self._end + n > self._buf.shape[1]:
             live = self._buf[:, self._start : self._end]
-            capacity = max(self._buf.shape[1], 2 * (len(self) + n))
+            # Grow (to twice what is needed) only when compacting is not enough.
+            need = len(self) + n
+            capacity = self._buf.shape[1] if need <= self._buf.shape[1] else 2 * need
             if capacity > self._buf.shape[1]:
                 new = np.zeros((self._buf.shape[0], capacity, self._buf.shape[2]), np.float32)
             else:
@@ -147,7 +155,7 @@ class Synthesizer:
             StreamingIstft(params.frame_length, params.frame_step, params.n_channels)
             for _ in params.instrument_list
         ]
-        capacity = self.latency_samples + 2 * (hop_frames + 4) * params.frame_step
+        capacity = self.latency_samples + (hop_frames + 4) * params.frame_step
         self._fifo = _SampleFifo(params.n_stems, params.n_channels, capacity)
         self.reset()
 
@@ -170,8 +178,25 @@ class Synthesizer:
         masks, stft = self._combiner.add(job)
         if stft.shape[0] == 0:
             return
-        masked = apply_masks(masks, stft, self.params.mask_extension)
-        self._fifo.push(np.stack([istft.feed(masked[i]) for i, istft in enumerate(self._istft)]))
+        extension = self.params.mask_extension
+        n = stft.shape[0]
+        # One stem and _MASK_PIECE_FRAMES frames at a time: a full-size block's masked STFT
+        # is 17 MB per stem.
+        self._fifo.push(
+            np.stack(
+                [
+                    istft.feed_pieces(
+                        (
+                            apply_masks(masks[i : i + 1, a : a + _MASK_PIECE_FRAMES],
+                                        stft[a : a + _MASK_PIECE_FRAMES], extension)[0]
+                            for a in range(0, n, _MASK_PIECE_FRAMES)
+                        ),
+                        n,
+                    )
+                    for i, istft in enumerate(self._istft)
+                ]
+            )
+        )  # fmt: skip
 
     def take(self, n_input: int) -> NDArray[np.float32]:
         """Return output up to ``n_input`` samples in total (as many samples out as in)."""
@@ -255,10 +280,17 @@ class BlockSeparator:
 
     def flush(self) -> NDArray[np.float32]:
         """Return the last ``latency_samples`` samples per stem and reset for a new stream."""
-        zeros = np.zeros((self.latency_samples, self.params.n_channels), dtype=np.float32)
-        out = self.feed(zeros)
+        # In pieces, as the input came: one piece of the whole latency (a full-size Spleeter
+        # block, 12 s) would make the STFT's temporaries 50 MB at once.
+        piece = np.zeros((_FLUSH_PIECE_SAMPLES, self.params.n_channels), dtype=np.float32)
+        outs = [
+            self.feed(piece[: min(_FLUSH_PIECE_SAMPLES, self.latency_samples - i)])
+            for i in range(0, self.latency_samples, _FLUSH_PIECE_SAMPLES)
+        ]
         self.reset()
-        return out
+        if not outs:
+            return np.zeros((self.params.n_stems, 0, self.params.n_channels), np.float32)
+        return np.concatenate(outs, axis=1)
 
     def reset(self) -> None:
         """Forget the current stream."""

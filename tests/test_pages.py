@@ -56,3 +56,18 @@ def test_release_of_a_file_not_mapped_is_nothing(tmp_path: Path) -> None:
     path.write_bytes(b"\0" * 8192)
     assert release_mapped_file(path) == 0
     assert release_mapped_file(tmp_path / "missing.tflite") == 0
+
+
+def test_a_writable_private_mapping_keeps_its_changed_pages(tmp_path: Path) -> None:
+    """Only read-only mappings are advised: a copy-on-write page changed in memory would be
+    lost (read back from the file) if it were."""
+    import mmap
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"\0" * 8192)
+    with path.open("rb") as f:
+        private = mmap.mmap(f.fileno(), 8192, access=mmap.ACCESS_COPY)
+    private[:4] = b"keep"
+    assert release_mapped_file(path) == 0
+    assert private[:4] == b"keep"
+    private.close()

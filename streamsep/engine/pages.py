@@ -5,7 +5,7 @@ XNNPACK delegate packs them into its own buffers at the first run. From then on 
 pages that the packing touched stay resident in the process (``RssFile``) although nothing
 reads them: for a full-size Spleeter model about 75 MiB. :func:`release_mapped_file` tells the
 kernel (``madvise(MADV_DONTNEED)`` on every mapping of the file) that the process does not need
-them now; the mapping stays valid, and a page read again (an operator the delegate did not
+them now (read-only mappings only); the mapping stays valid, and a page read again (an operator the delegate did not
 take) is read back from the file. The file's contents are unchanged, so results are too.
 
 Linux only; elsewhere, or when ``madvise`` is not available, it does nothing.
@@ -28,13 +28,16 @@ _MADV_DONTNEED: Final = 4  # <sys/mman.h> on Linux, every architecture
 
 
 def _mappings(path: Path) -> list[tuple[int, int]]:
-    """``(start, end)`` addresses of this process's mappings of ``path`` (from /proc)."""
+    """``(start, end)`` addresses of this process's read-only mappings of ``path`` (from
+    /proc)."""
     target = os.path.realpath(path)
     found = []
     with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
         for line in maps:
             fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].rstrip("\n") == target:
+            # Read-only mappings only: a writable private one could hold changed pages, which
+            # MADV_DONTNEED would throw away.
+            if len(fields) == 6 and fields[5].rstrip("\n") == target and fields[1][1:2] == "-":
                 start, end = (int(a, 16) for a in fields[0].split("-"))
                 found.append((start, end))
     return found

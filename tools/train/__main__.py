@@ -114,6 +114,11 @@ def _build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="start from these weights (OUT/ckpt/last.weights.h5 of a run with the same params)",
     )
+    parser.add_argument(
+        "--freeze-batch-norm",
+        action="store_true",
+        help="batch norms in inference mode, not trained (weights from tools.train.from_tflite)",
+    )
     parser.add_argument("--snr-min", type=float, default=-10.0, help="input SNR, dB (-10)")
     parser.add_argument("--snr-max", type=float, default=10.0, help="input SNR, dB (10)")
     parser.add_argument("--val-batches", type=int, default=6, help="validation batches (6)")
@@ -207,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
             init_weights=args.init_weights,
+            freeze_batch_norm=args.freeze_batch_norm,
             keep_every=args.keep_every,
             export_name=args.name,
             precision=args.precision,

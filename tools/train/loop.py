@@ -60,6 +60,9 @@ class TrainSettings:
     """Also keep a copy of the checkpoint every this many steps, as ``out_dir/ckpt-<step>``."""
     init_weights: Path | None = None
     """Start from these weights (a ``.weights.h5`` of the same params) at step 0, fresh Adam."""
+    freeze_batch_norm: bool = False
+    """Batch norms in inference mode and not trained (weights from
+    :mod:`tools.train.from_tflite`, whose batch norms hold no batch statistics)."""
     export_name: str = "orca_unet"
     """File stem of the exported ``.tflite`` and params JSON."""
     precision: str = "float32"
@@ -196,6 +199,10 @@ def train(
     stems = params.instrument_list
     keras.utils.set_random_seed(settings.seed)
     model = build_unet(params, training=True)
+    if settings.freeze_batch_norm:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False  # Keras 3: inference mode even in training calls
     optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
     optimizer.build(model.trainable_variables)
     step, elapsed_before = 0, 0.0
@@ -209,6 +216,12 @@ def train(
     if settings.resume:
         if not (ckpt / STATE_FILE).is_file():
             raise ConfigError(f"nothing to resume: {ckpt / STATE_FILE} not found")
+        frozen = json.loads((ckpt / STATE_FILE).read_text()).get("freeze_batch_norm", False)
+        if frozen != settings.freeze_batch_norm:
+            raise ConfigError(
+                f"resume: the checkpoint was trained {'with' if frozen else 'without'} "
+                "--freeze-batch-norm; resume it the same way"
+            )
         state = _load_checkpoint(model, optimizer, ckpt)
         runtime_only = ("stream",)  # streaming defaults do not change what is trained
         saved = {k: v for k, v in state["params"].items() if k not in runtime_only}
@@ -278,6 +291,7 @@ def train(
             "elapsed_s": elapsed(),
             "seed": settings.seed,
             "params": params.to_dict(),
+            "freeze_batch_norm": settings.freeze_batch_norm,
         }
         _save_checkpoint(model, optimizer, ckpt, state)
         if settings.keep_every and step % settings.keep_every == 0:

@@ -1,0 +1,53 @@
+"""tools.train.from_tflite: the bundled .tflite file's weights back in the Keras U-Net."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras", reason="tools.train.from_tflite needs Keras (the tools extra)")
+
+from streamsep.engine.params import load_params  # noqa: E402
+from streamsep.errors import ModelError  # noqa: E402
+from streamsep.resources import default_model_paths  # noqa: E402
+from tools.train.from_tflite import keras_model_from_tflite, main, parity_db  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1] / "streamsep" / "data"
+
+
+def test_bundled_weights_rebuild_the_same_network(tmp_path: Path) -> None:
+    params_path, model_path = default_model_paths()
+    params = load_params(params_path)
+    model = keras_model_from_tflite(Path(model_path), params)
+    parity = parity_db(model, Path(model_path), params)
+    assert set(parity) == set(params.instrument_list)
+    assert max(parity.values()) < -90.0, parity
+    # Frozen batch norms (what --freeze-batch-norm sets) compute the same in training calls.
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    block = np.abs(np.random.default_rng(2).standard_normal((1, params.T, params.F, 1)))
+    block = block.astype(np.float32) * 1e-2
+    trained = [np.asarray(o) for o in model(block, training=True)]
+    inferred = [np.asarray(o) for o in model(block, training=False)]
+    for a, b in zip(trained, inferred, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
+    # The command writes the weights where --init-weights looks, and they load.
+    assert (
+        main(["--params", str(params_path), "--model", str(model_path), "--out", str(tmp_path)])
+        == 0
+    )
+    weights = tmp_path / "ckpt" / "last.weights.h5"
+    again = keras_model_from_tflite(Path(model_path), params)
+    again.load_weights(weights)
+    assert max(parity_db(again, Path(model_path), params).values()) < -90.0
+
+
+def test_a_quantised_export_is_refused_with_the_reason() -> None:
+    params = load_params(DATA / "orca_unet.json")
+    with pytest.raises(ModelError, match="without float32 weights"):
+        keras_model_from_tflite(DATA / "orca_unet_int8.tflite", params)

@@ -188,8 +188,9 @@ def parity_db(model: Any, path: Path, params: ModelParams, seed: int = 0) -> dic
     result = {}
     for instrument, estimate in zip(params.instrument_list, predicted, strict=True):
         ref = reference[f"{instrument}_spectrogram"].astype(np.float64)
-        err = np.linalg.norm(np.asarray(estimate, np.float64) - ref)
-        result[instrument] = float(20 * np.log10(max(err, 1e-30) / max(np.linalg.norm(ref), 1e-30)))
+        err = float(np.linalg.norm(np.asarray(estimate, np.float64) - ref))
+        norm = float(np.linalg.norm(ref))
+        result[instrument] = float(20 * np.log10(max(err, 1e-30) / max(norm, 1e-30)))
     return result
 
 

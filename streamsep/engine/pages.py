@@ -4,9 +4,10 @@ LiteRT maps a ``.tflite`` file read-only (``mmap``) and reads its weights once, 
 XNNPACK delegate packs them into its own buffers at the first run. From then on the mapping's
 pages that the packing touched stay resident in the process (``RssFile``) although nothing
 reads them: for a full-size Spleeter model about 75 MiB. :func:`release_mapped_file` tells the
-kernel (``madvise(MADV_DONTNEED)`` on every mapping of the file) that the process does not need
-them now (read-only mappings only); the mapping stays valid, and a page read again (an operator the delegate did not
-take) is read back from the file. The file's contents are unchanged, so results are too.
+kernel (``madvise(MADV_DONTNEED)`` on every read-only mapping of the file) that the process
+does not need them now; the mapping stays valid, and a page read again (an operator the
+delegate did not take) is read back from the file. The file's contents are unchanged, so
+results are too.
 
 Linux only; elsewhere, or when ``madvise`` is not available, it does nothing.
 """

@@ -406,7 +406,14 @@ def _hostile_daemon(folder: Path, source: dict[str, Any]) -> DaemonProcess:
     [
         {"kind": "hls", "url": "/trickle/live.m3u8"},
         {"kind": "hls", "url": "/trickle/live.m3u8", "sample_rate": RATE, "channels": 2},
-        {"kind": "orcasound", "base_url": "/trickle/bucket", "sample_rate": RATE, "channels": 2},
+        # latest.txt under its 4 KiB limit: a larger Content-Length is refused at once, and with
+        # the format configured the daemon would start without a probe (a race with the SIGTERM)
+        {
+            "kind": "orcasound",
+            "base_url": "/trickle-small/bucket",
+            "sample_rate": RATE,
+            "channels": 2,
+        },
     ],
     ids=["hls-probed-format", "hls-configured-format", "orcasound-latest-txt"],
 )

@@ -41,6 +41,8 @@ class HostileServer(_Server):
     ``requested``.
 
     * ``/trickle/...``: 200 and ``Content-Length: 100000``, then one body byte every 0.2 s;
+    * ``/trickle-small/...``: the same with ``Content-Length: 1000`` (under every body limit,
+      Orcasound's 4 KiB ``latest.txt`` one included; 200 s to send);
     * ``/slow-headers/...``: the status line and headers one byte every 0.2 s;
     * ``/silent/...``: reads the request and never answers;
     * ``/declared-huge``: ``Content-Length: 10**12`` and a few bytes, then nothing;
@@ -69,11 +71,12 @@ class HostileServer(_Server):
             handler.wfile.flush()
 
     def _answer(self, h: BaseHTTPRequestHandler, path: str) -> None:
-        if path.startswith("/trickle/"):
+        if path.startswith(("/trickle/", "/trickle-small/")):
+            n = 100000 if path.startswith("/trickle/") else 1000
             h.send_response(200)
-            h.send_header("Content-Length", "100000")
+            h.send_header("Content-Length", str(n))
             h.end_headers()
-            self._trickle(h, b"#" * 100000)
+            self._trickle(h, b"#" * n)
         elif path.startswith("/slow-headers/"):
             self._trickle(h, b"HTTP/1.1 200 OK\r\nX-Padding: " + b"x" * 1000 + b"\r\n\r\n")
         elif path.startswith("/silent/"):

@@ -122,9 +122,11 @@ def test_apply_masks_equals_extend_then_multiply(mode: str, rng: np.random.Gener
     np.testing.assert_allclose(spectral.apply_masks(masks, spectra, mode), want, rtol=1e-6)
 
 
-def test_istft_fed_in_pieces_is_bit_identical_to_one_feed() -> None:
-    """``feed_pieces`` (what the synthesizer uses to bound its temporaries) returns exactly
-    what one ``feed`` of the concatenated frames returns, carry included."""
+def test_istft_fed_in_pieces_equals_one_feed() -> None:
+    """``feed_pieces`` (what the synthesizer uses to bound its temporaries) returns what one
+    ``feed`` of the concatenated frames returns, carry included, to float32 rounding: the
+    inverse FFT of a frame can round differently with the number of frames in the call
+    (pocketfft's SIMD batching; bitwise equal on x86-64 here, not on arm64)."""
     rng = np.random.default_rng(3)
     spectra = (
         rng.standard_normal((2, 37, 129, 2)) + 1j * rng.standard_normal((2, 37, 129, 2))
@@ -134,7 +136,8 @@ def test_istft_fed_in_pieces_is_bit_identical_to_one_feed() -> None:
     for block in spectra:  # two calls: the second starts from the first's carry
         expected = whole.feed(block)
         got = pieces.feed_pieces((block[a : a + 5] for a in range(0, 37, 5)), 37)
-        np.testing.assert_array_equal(got, expected)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
         assert got.dtype == np.float32
     with pytest.raises(ValueError, match="pieces hold 5 frames, expected 6"):
         pieces.feed_pieces([spectra[0, :5]], 6)

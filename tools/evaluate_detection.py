@@ -16,7 +16,7 @@ mixing and separating. Looping: each noise recording is separated once; the dete
 over each recording's separated stems repeated (as many times for each, at least an hour in
 all), one detector per recording whose state carries over the loop seams exactly as in a
 stream; only the model's view of the seams is not rerun, a few hundred milliseconds per seam.
-Separated stems are cached in ``--cache``.
+Separated stems are cached in ``--cache``, one folder per model file (by its SHA-1).
 
 Usage::
 
@@ -76,11 +76,12 @@ def prepare(path: Path, rate: int) -> NDArray[np.float32]:
 class Stems:
     """Separates mono signals once and caches the stems on disk."""
 
-    def __init__(self, separator: Separator, cache: Path) -> None:
+    def __init__(self, separator: Separator, cache: Path, model: Path) -> None:
         self.separator = separator
         self.rate = separator.params.sample_rate
-        self.cache = cache
-        cache.mkdir(parents=True, exist_ok=True)
+        # One folder per model file's contents: stems of another model are never reused.
+        self.cache = cache / hashlib.sha1(model.read_bytes()).hexdigest()[:16]
+        self.cache.mkdir(parents=True, exist_ok=True)
         self.seconds_separated = 0.0
 
     def __call__(self, x: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -430,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = replace(settings, **{key: float(value)})
     separator = Separator(num_threads=2)
     _MODEL_NAME[0] = str(default_model_paths()[1])
-    stems = Stems(separator, Path(args.cache))
+    stems = Stems(separator, Path(args.cache), Path(_MODEL_NAME[0]))
     t0 = time.perf_counter()
     corpus = build_corpus(data, stems, args.seed)
     _LOGGER.info(

@@ -330,9 +330,11 @@ class StreamingIstft(_StreamingTransform):
     def feed_pieces(
         self, pieces: Iterable[NDArray[np.complexfloating]], n_frames: int
     ) -> Float32Array:
-        """:meth:`feed` of ``n_frames`` frames given as consecutive pieces, bit for bit the
-        same as ``feed(np.concatenate(pieces))`` while only one piece's spectra (and its
-        inverse transform's temporaries) exist at a time."""
+        """:meth:`feed` of ``n_frames`` frames given as consecutive pieces: the same as
+        ``feed(np.concatenate(pieces))`` to float32 rounding (an inverse FFT may round
+        differently with the number of frames per call), while only one piece's spectra (and
+        its inverse transform's temporaries) exist at a time. The same pieces give the same
+        bits, so streaming and offline separation stay equal."""
         if n_frames == 0:
             return np.zeros((0, self.n_channels), dtype=np.float32)
         frames = np.empty((n_frames, self.frame_length, self.n_channels), dtype=np.float32)

@@ -108,8 +108,9 @@ def read_tflite_weights(path: Path, params: ModelParams) -> dict[str, StemWeight
                 if scale is None or scale.ndim != 1:
                     continue  # the mask times the mix, or the input norm
                 users = [o for o in ops if op["outputs"][0] in o["inputs"] and o["index"] in seen]
-                shift = constant(int(users[0]["inputs"][1])) if len(users) == 1 else None
-                if users[0]["op_name"] != "ADD" or shift is None:
+                is_add = len(users) == 1 and users[0]["op_name"] == "ADD"
+                shift = constant(int(users[0]["inputs"][1])) if is_add else None
+                if shift is None:
                     raise ModelError(f"{path}: a per-channel MUL not followed by an ADD")
                 stem["bn"].append((scale, shift))
         weights[instrument] = stem

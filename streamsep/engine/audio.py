@@ -84,6 +84,11 @@ class StreamResampler:
             else soxr.ResampleStream(from_rate, to_rate, n_channels, dtype="float32", quality="HQ")
         )
 
+    @property
+    def identity(self) -> bool:
+        """Whether the rates agree (:meth:`process` returns its input)."""
+        return self._stream is None
+
     def process(self, chunk: NDArray[np.float32], last: bool = False) -> NDArray[np.float32]:
         """Resample ``chunk``; ``last=True`` drains the filter at the end of a stream."""
         if self._stream is None:

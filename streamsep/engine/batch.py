@@ -154,9 +154,13 @@ class StreamJob:
             k = min(self._skip, stems.shape[1])
             stems = stems[:, k:]
             self._skip -= k
+        room = max(0, self.n_in - self.n_out)  # never more out than in
+        if self._back.identity:
+            out = stems[:, :room]
+            self.n_out += out.shape[1]
+            return out
         joined = np.ascontiguousarray(stems.transpose(1, 0, 2)).reshape(-1, n_stems * n_channels)
-        back = self._back.process(joined, last=last)
-        back = back[: max(0, self.n_in - self.n_out)]  # never more out than in
+        back = self._back.process(joined, last=last)[:room]
         self.n_out += back.shape[0]
         return np.ascontiguousarray(back.reshape(-1, n_stems, n_channels).transpose(1, 0, 2))
 

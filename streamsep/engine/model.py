@@ -109,7 +109,7 @@ class TFLiteModel:
             raise ModelError(f"cannot load model {self.path}: {e}") from e
         self._expected_shape = (1, params.T, params.F, params.n_channels)
         self._check_constants()
-        self._runner, self._input_name, self._output_names = self._bind()
+        self._input_index, self._output_indices = self._bind()
         self._probe()
         # The probe made the delegate pack its own copy of the weights: the file's pages
         # are not read again (an operator left to LiteRT reads them back from the file).
@@ -149,24 +149,39 @@ class TFLiteModel:
         rng = np.random.default_rng(0)
         block = np.abs(rng.standard_normal(self._expected_shape[1:], dtype=np.float32))
         try:
-            outputs = self._runner(**{self._input_name: block[None]})
+            self._interpreter.allocate_tensors()
+            outputs = self._run(block)
         except (RuntimeError, ValueError, MemoryError) as e:
             message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise ModelError(f"model {self.path}: cannot run: {message}") from e
-        for name in self._output_names:
-            if not np.isfinite(outputs[name]).all():
+        for name, output in zip(self.params.instrument_list, outputs, strict=True):
+            if not np.isfinite(output).all():
                 raise ModelError(
-                    f"model {self.path}: output {name!r} is not finite for a block of noise "
-                    "(NaN or Inf weights?)"
+                    f"model {self.path}: output for stem {name!r} is not finite for a block of "
+                    "noise (NaN or Inf weights?)"
                 )
 
-    def _bind(self) -> tuple[Any, str, list[str]]:
-        """Map model outputs to stems by name; check shapes against the params."""
+    def _run(self, block: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+        """One interpreter call on ``block`` (T, F, n_channels): the stems' outputs, in the
+        params' order. Tensors stay allocated between calls (a signature runner would
+        resize and re-allocate them every call)."""
+        self._interpreter.set_tensor(self._input_index, block[None].astype(np.float32))
+        self._interpreter.invoke()
+        return [self._interpreter.get_tensor(i)[0] for i in self._output_indices]
+
+    def _bind(self) -> tuple[int, list[int]]:
+        """Map model outputs to stems by name; check shapes against the params. Returns the
+        input tensor's index and the stems' output tensor indices."""
         signatures = self._interpreter.get_signature_list()
         if not signatures:
             raise ModelError(f"model {self.path} has no signature; re-export it with tools")
         key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
         runner = self._interpreter.get_signature_runner(key)
+        if getattr(runner, "_subgraph_index", 0) != 0:
+            raise ModelError(
+                f"model {self.path}: signature {key!r} is not the main subgraph; re-export it "
+                "with tools"
+            )
         inputs = list(signatures[key]["inputs"])
         if len(inputs) != 1:
             raise ModelError(f"model {self.path}: expected 1 input, got {len(inputs)}: {inputs}")
@@ -203,7 +218,9 @@ class TFLiteModel:
                     f"model {self.path}: output {name} has shape {out_shape}, "
                     f"expected {self._expected_shape}"
                 )
-        return runner, inputs[0], names
+        return int(runner.get_input_details()[inputs[0]]["index"]), [
+            int(details[name]["index"]) for name in names
+        ]
 
     def predict(self, spectrogram: NDArray[np.float32]) -> NDArray[np.float32]:
         """Ratio masks ``(n_stems, T, F, n_channels)`` for magnitudes ``(T, F, n_channels)``.
@@ -215,13 +232,11 @@ class TFLiteModel:
                 f"block shape {spectrogram.shape} disagrees with (T, F, n_channels) = "
                 f"{self._expected_shape[1:]}"
             )
-        outputs = self._runner(**{self._input_name: spectrogram[None].astype(np.float32)})
-        stacked = np.stack([outputs[name][0] for name in self._output_names])
+        stacked = np.stack(self._run(spectrogram))
         return ratio_masks(stacked, self.params.separation_exponent)
 
     def close(self) -> None:
         """Drop the interpreter."""
-        self._runner = None
         self._interpreter = None
 
     def __repr__(self) -> str:

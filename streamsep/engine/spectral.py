@@ -60,10 +60,12 @@ def _check_audio(waveform: NDArray[np.floating], what: str = "waveform") -> Floa
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 
-def _frame_spectra(frames: Float32Array, window: Float32Array) -> Complex64Array:
-    """rFFT of windowed frames ``(n_frames, frame_length, n_channels)`` along axis 1."""
-    spectra = scipy.fft.rfft(frames * window[None, :, None], axis=1)
-    return np.asarray(spectra, dtype=np.complex64)
+def _frame_spectra(frames: NDArray[np.float32], window: Float32Array) -> Complex64Array:
+    """rFFT of windowed frames given channel-major, ``(n_frames, n_channels, frame_length)``
+    (any strides): ``(n_frames, n_bins, n_channels)``. The transform runs along contiguous
+    memory, which is several times faster than along a strided axis."""
+    spectra = scipy.fft.rfft(frames * window, axis=-1)
+    return np.ascontiguousarray(np.asarray(spectra, dtype=np.complex64).transpose(0, 2, 1))
 
 
 def stft(waveform: NDArray[np.floating], frame_length: int, frame_step: int) -> Complex64Array:
@@ -88,36 +90,39 @@ def stft(waveform: NDArray[np.floating], frame_length: int, frame_step: int) -> 
     padded = np.zeros((total, n_channels), dtype=np.float32)
     padded[frame_length : frame_length + x.shape[0]] = x
     frames = np.lib.stride_tricks.sliding_window_view(padded, frame_length, axis=0)[::frame_step]
-    frames = np.ascontiguousarray(frames.transpose(0, 2, 1))
     return _frame_spectra(frames, hann_window(frame_length))
 
 
 def _frames_to_signal(
     spectra: Complex64Array, window: Float32Array, frame_length: int
 ) -> Float32Array:
-    """Windowed inverse rFFT of ``(n_frames, n_bins, n_channels)`` with the 2/3 gain."""
-    frames = np.asarray(scipy.fft.irfft(spectra, n=frame_length, axis=1), dtype=np.float32)
-    frames *= (window * np.float32(WINDOW_COMPENSATION_FACTOR))[None, :, None]
+    """Windowed inverse rFFT of ``(n_frames, n_bins, n_channels)`` with the 2/3 gain, as
+    channel-major frames ``(n_frames, n_channels, frame_length)`` (the transform runs along
+    contiguous memory)."""
+    channel_major = np.ascontiguousarray(spectra.transpose(0, 2, 1))
+    frames = np.asarray(scipy.fft.irfft(channel_major, n=frame_length, axis=-1), np.float32)
+    frames *= window * np.float32(WINDOW_COMPENSATION_FACTOR)
     return frames
 
 
 def _overlap_add(
     frames: Float32Array, carry: Float32Array, frame_step: int
 ) -> tuple[Float32Array, Float32Array]:
-    """Overlap-add ``frames`` (n_frames, frame_length, n_channels) onto ``carry``.
+    """Overlap-add channel-major ``frames`` (n_frames, n_channels, frame_length) onto ``carry``.
 
     ``carry`` (frame_length - frame_step, n_channels) holds the unfinished overlap of earlier
-    frames. Returns the ``n_frames * frame_step`` finished samples and the new carry.
+    frames. Returns the ``n_frames * frame_step`` finished samples ``(n, n_channels)`` and the
+    new carry.
     """
-    n_frames, frame_length, n_channels = frames.shape
+    n_frames, n_channels, frame_length = frames.shape
     ratio = frame_length // frame_step
-    segments = frames.reshape(n_frames, ratio, frame_step, n_channels)
-    out = np.zeros((n_frames + ratio - 1, frame_step, n_channels), dtype=np.float32)
-    out[: ratio - 1] += carry.reshape(ratio - 1, frame_step, n_channels)
+    segments = frames.reshape(n_frames, n_channels, ratio, frame_step).transpose(1, 0, 2, 3)
+    out = np.zeros((n_channels, n_frames + ratio - 1, frame_step), dtype=np.float32)
+    out[:, : ratio - 1] += carry.T.reshape(n_channels, ratio - 1, frame_step)
     for r in range(ratio):
-        out[r : r + n_frames] += segments[:, r]
-    finished = out[:n_frames].reshape(n_frames * frame_step, n_channels)
-    new_carry = out[n_frames:].reshape((ratio - 1) * frame_step, n_channels)
+        out[:, r : r + n_frames] += segments[:, :, r]
+    finished = np.ascontiguousarray(out[:, :n_frames].reshape(n_channels, -1).T)
+    new_carry = np.ascontiguousarray(out[:, n_frames:].reshape(n_channels, -1).T)
     return finished, new_carry
 
 
@@ -282,10 +287,10 @@ class StreamingStft(_StreamingTransform):
             self._pending = pending
             return np.zeros((0, self.frame_length // 2 + 1, self.n_channels), np.complex64)
         view = np.lib.stride_tricks.sliding_window_view(pending, self.frame_length, axis=0)
-        frames = np.ascontiguousarray(view[: n_new * self.frame_step : self.frame_step])
+        spectra = _frame_spectra(view[: n_new * self.frame_step : self.frame_step], self._window)
         self._pending = pending[n_new * self.frame_step :].copy()
         self.n_frames_out += n_new
-        return _frame_spectra(np.ascontiguousarray(frames.transpose(0, 2, 1)), self._window)
+        return spectra
 
     def flush(self) -> Complex64Array:
         """Zero-pad the end as ``pad_end=True`` does and return the remaining frames."""
@@ -337,7 +342,7 @@ class StreamingIstft(_StreamingTransform):
         bits, so streaming and offline separation stay equal."""
         if n_frames == 0:
             return np.zeros((0, self.n_channels), dtype=np.float32)
-        frames = np.empty((n_frames, self.frame_length, self.n_channels), dtype=np.float32)
+        frames = np.empty((n_frames, self.n_channels, self.frame_length), dtype=np.float32)
         at = 0
         for piece in pieces:
             spectra = np.asarray(piece, dtype=np.complex64)

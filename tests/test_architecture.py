@@ -1,6 +1,6 @@
 """The package's layering: imports between subpackages only run downward.
 
-Layers (see each subpackage's ``__init__``): core modules (``errors``, ``validate``,
+Layers (see each subpackage's ``__init__``): core modules (``errors``, ``validate``, ``threads``,
 ``resources``, ``version``) < ``engine`` < ``sources`` | ``net`` < ``events`` | ``web`` <
 ``daemon`` < ``cli``. Subpackages on the same layer do not import each other.
 """

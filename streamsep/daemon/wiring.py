@@ -36,7 +36,7 @@ from streamsep.daemon.archive import RawArchive, check_directory
 from streamsep.daemon.config import DaemonSettings
 from streamsep.daemon.metrics import Metric, MetricsServer
 from streamsep.engine.clock import CaptureClock
-from streamsep.engine.model import MaskModel, TFLiteModel
+from streamsep.engine.model import MaskModel
 from streamsep.engine.offline import Separator
 from streamsep.engine.outrate import OutputResampler
 from streamsep.engine.pipeline import OutputChunk, Pipeline
@@ -311,10 +311,10 @@ def warm_up(model: MaskModel) -> None:
     ModelError
         If the model cannot run.
 
-    A :class:`~streamsep.engine.model.TFLiteModel` ran a block when it loaded (its probe), so
-    it is not run again: a full-size model's block costs about 0.2 s on two x86 cores.
+    A model that ran a block when it loaded (``ran_at_load``: a TFLite model's probe) is not
+    run again: a full-size model's block costs about 0.2 s on two x86 cores.
     """
-    if isinstance(model, TFLiteModel):
+    if model.ran_at_load:
         return
     p = model.params
     try:

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from streamsep.engine.audio import StreamResampler, adapt_channels
 from streamsep.engine.sanitize import InputGuard
-from streamsep.engine.streamer import BlockSeparator
+from streamsep.engine.streamer import PIECE_SAMPLES, BlockSeparator
 from streamsep.errors import AudioFileError
 
 __all__ = [
@@ -44,8 +44,8 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
-BLOCK_SAMPLES: Final = 1 << 16
-"""Input samples read and separated per piece."""
+BLOCK_SAMPLES: Final = PIECE_SAMPLES
+"""Input samples read and separated per piece (the engine's piece size)."""
 
 _WAV_LIMIT_BYTES: Final = (1 << 32) - (1 << 20)
 """Beyond this a RIFF WAV cannot hold the data: such outputs are written as RF64."""

@@ -33,6 +33,9 @@ class MaskModel(Protocol):
     """What the engine needs of a model. Instances are used from one thread at a time."""
 
     params: ModelParams
+    ran_at_load: bool
+    """True when loading already ran the model on a block (so the first block cannot fail on
+    what a run allocates or starts)."""
 
     def predict(self, spectrogram: NDArray[np.float32]) -> NDArray[np.float32]:
         """Ratio masks ``(n_stems, T, F, n_channels)`` for magnitudes ``(T, F, n_channels)``."""
@@ -45,6 +48,8 @@ class MaskModel(Protocol):
 
 class PassthroughModel:
     """Diagnostic model: the first stem gets the whole mix, the others silence."""
+
+    ran_at_load = False
 
     def __init__(self, params: ModelParams) -> None:
         self.params = params
@@ -94,6 +99,9 @@ class TFLiteModel:
     ModelError
         If the file is missing or unreadable, or its input or outputs disagree with ``params``.
     """
+
+    ran_at_load = True
+    """The load probe runs one block (see :meth:`_probe`)."""
 
     def __init__(self, path: str | Path, params: ModelParams, num_threads: int = 1) -> None:
         self.params = params

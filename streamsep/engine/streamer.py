@@ -30,14 +30,15 @@ from streamsep.engine.sanitize import InputGuard, MaskGuard
 from streamsep.engine.settings import StreamSettings
 from streamsep.engine.spectral import StreamingIstft, StreamingStft, apply_masks
 
-__all__ = ["Analyzer", "Synthesizer", "BlockSeparator", "latency_samples"]
+__all__ = ["Analyzer", "Synthesizer", "BlockSeparator", "PIECE_SAMPLES", "latency_samples"]
 
 _LOGGER = logging.getLogger(__name__)
 
 _MASK_PIECE_FRAMES: Final = 64
 """Frames masked and inverse-transformed at a time (bounds the temporaries of large blocks)."""
-_FLUSH_PIECE_SAMPLES: Final = 1 << 16
-"""``flush()`` feeds its zeros in pieces of this many samples (as ``separate`` reads files)."""
+PIECE_SAMPLES: Final = 1 << 16
+"""Samples fed at a time by ``flush()`` (its zeros) and by file separation (``batch``), so
+that both bound their temporaries the same way."""
 
 
 def latency_samples(params: ModelParams, lookahead_frames: int) -> int:
@@ -282,10 +283,10 @@ class BlockSeparator:
         """Return the last ``latency_samples`` samples per stem and reset for a new stream."""
         # In pieces, as the input came: one piece of the whole latency (a full-size Spleeter
         # block, 12 s) would make the STFT's temporaries 50 MB at once.
-        piece = np.zeros((_FLUSH_PIECE_SAMPLES, self.params.n_channels), dtype=np.float32)
+        piece = np.zeros((PIECE_SAMPLES, self.params.n_channels), dtype=np.float32)
         outs = [
-            self.feed(piece[: min(_FLUSH_PIECE_SAMPLES, self.latency_samples - i)])
-            for i in range(0, self.latency_samples, _FLUSH_PIECE_SAMPLES)
+            self.feed(piece[: min(PIECE_SAMPLES, self.latency_samples - i)])
+            for i in range(0, self.latency_samples, PIECE_SAMPLES)
         ]
         self.reset()
         if not outs:

@@ -22,6 +22,7 @@ import soundfile as sf
 
 from streamsep.engine.ringbuffer import RingLike
 from streamsep.errors import AudioFileError
+from streamsep.threads import join_thread
 
 __all__ = ["FileSource", "file_info", "declared_samples"]
 
@@ -141,10 +142,9 @@ class FileSource:
         """Stop early; the ring is closed so the pipeline drains and ends."""
         self._stop.set()
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the reader thread."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the reader thread; False on timeout."""
+        return join_thread(self._thread, timeout)
 
     def __enter__(self) -> FileSource:
         self.start()

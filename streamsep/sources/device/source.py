@@ -42,6 +42,7 @@ from streamsep.errors import CaptureError
 from streamsep.sources.device import process as cap
 from streamsep.sources.device.capture import CaptureSettings, DeviceInfo
 from streamsep.sources.device.session import KILL_WAIT_SECONDS, CaptureSession
+from streamsep.threads import join_thread
 
 __all__ = ["CaptureStats", "DeviceSource"]
 
@@ -204,10 +205,7 @@ class DeviceSource:
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the capture thread; False on timeout."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+        return join_thread(self._thread, timeout)
 
     def close(self) -> None:
         """Stop, join and kill any capture process left."""

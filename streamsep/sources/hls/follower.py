@@ -43,6 +43,7 @@ from streamsep.sources.hls.settings import (
 )
 from streamsep.sources.hls.timeline import Timeline
 from streamsep.sources.hls.window import Window
+from streamsep.threads import join_thread
 
 __all__ = ["HlsSource"]
 
@@ -266,10 +267,7 @@ class HlsSource:
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; False on timeout."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+        return join_thread(self._thread, timeout)
 
     def __enter__(self) -> HlsSource:
         self.start()

@@ -298,8 +298,9 @@ def report(
     raw: dict[str, Any],
     corpus: Corpus,
     command: str,
+    model: Path,
 ) -> str:
-    """The Markdown report."""
+    """The Markdown report on ``model`` (the separating model file)."""
     rows = [
         ("ROC AUC, labelled clips (clip score = highest window score)", "auc", "{:.3f}"),
         ("precision at the defaults, labelled clips", "precision", "{:.2f}"),
@@ -339,7 +340,7 @@ Measured with
 
     {command}
 
-on the bundled model `{Path(_MODEL_NAME[0]).name}` at {corpus.rate} Hz: {n_call} `labeled/call`
+on the bundled model `{model.name}` at {corpus.rate} Hz: {n_call} `labeled/call`
 and {len(corpus.labelled) - n_call} `labeled/nocall` clips; {len(corpus.noise)} noise
 recordings ({sum(i.mix.shape[0] for i in corpus.noise) / corpus.rate / 60:.1f} min), each
 looped {sep["noise_loops"]} times ({sep["noise_hours"]:.2f} h in all); {sep["n_mixtures"]}
@@ -372,8 +373,6 @@ Noise recordings with false events: {json.dumps(sep["per_file"])} (stems);
 {json.dumps(raw["per_file"])} (raw mix).
 """
 
-
-_MODEL_NAME = ["bundled"]
 
 GRID: Final = (  # (start_threshold_db, min_duration_seconds, noise_offset_db); end = start - 4
     (8.0, 0.3, 6.0),
@@ -430,8 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         key, _, value = item.partition("=")
         settings = replace(settings, **{key: float(value)})
     separator = Separator(num_threads=2)
-    _MODEL_NAME[0] = str(default_model_paths()[1])
-    stems = Stems(separator, Path(args.cache), Path(_MODEL_NAME[0]))
+    model = Path(default_model_paths()[1])
+    stems = Stems(separator, Path(args.cache), model)
     t0 = time.perf_counter()
     corpus = build_corpus(data, stems, args.seed)
     _LOGGER.info(
@@ -444,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "nice python tools/evaluate_detection.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
-    text = report(settings, sep, raw, corpus, command.strip())
+    text = report(settings, sep, raw, corpus, command.strip(), model)
     if args.grid:
         text += grid(settings, corpus)
     print(text)

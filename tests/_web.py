@@ -10,12 +10,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from streamsep.engine.pipeline import OutputChunk
+from streamsep.events.settings import EventsSettings
+from streamsep.events.tap import EventTap
 from streamsep.net.publish import Publisher, PublishSettings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -33,7 +36,10 @@ class TonePublisher:
 
     ``skip(n)`` makes the next ``n`` samples go missing (as a stalled publisher that dropped
     them: a ``lost_samples`` gap); ``fill(n)`` marks the next ``n`` as silence-filled. Every
-    published orca sample is kept in ``orca`` (index -> value) for comparisons.
+    published orca sample is kept in ``orca`` (index -> value) for comparisons. With
+    ``events`` (an :class:`EventsSettings`), every chunk also goes through the daemon's
+    :class:`EventTap` (detector, log in ``events.directory``, ``events`` topic), as in the
+    daemon; the tone stops at ``tone_end_seconds`` when given.
     """
 
     def __init__(
@@ -44,14 +50,17 @@ class TonePublisher:
         chunk: int = 800,
         tone_hz: float = 1000.0,
         tone_start_seconds: float = 0.0,
+        tone_end_seconds: float | None = None,
         amplitude: float = 0.3,
         speed: float = 1.0,
         seconds: float | None = None,
         status: Any = None,
         sensitivity_db_re_1v_per_upa: float | None = None,
+        events: EventsSettings | None = None,
     ) -> None:
         self.endpoint, self.rate, self.chunk, self.tone_hz = endpoint, rate, chunk, tone_hz
         self.tone_start = int(tone_start_seconds * rate)
+        self.tone_end = None if tone_end_seconds is None else int(tone_end_seconds * rate)
         self.amplitude, self.speed = amplitude, speed
         self.total = None if seconds is None else int(seconds * rate)
         self.publisher = Publisher(
@@ -62,6 +71,13 @@ class TonePublisher:
             ),
             stems=("orca_vocals", "noise"), sample_rate=rate, n_channels=1, status=status,
         )  # fmt: skip
+        self.tap = None
+        if events is not None:
+            Path(events.directory).mkdir(parents=True, exist_ok=True)  # as the daemon does
+            self.tap = EventTap(
+                events, stems=("orca_vocals", "noise"), sample_rate=rate, clock=self.time_ns,
+                publish=self.publisher.send_json, model="tone",
+            )  # fmt: skip
         self.t0_ns = 0
         self.index = 0
         self.orca: dict[int, float] = {}
@@ -77,6 +93,8 @@ class TonePublisher:
         self.done = threading.Event()
 
     def start(self) -> TonePublisher:
+        if self.tap is not None:
+            self.tap.start()
         self.publisher.start()
         self.t0_ns = time.time_ns()
         self.publisher.set_capture_start(self.t0_ns)
@@ -99,7 +117,9 @@ class TonePublisher:
     def orca_signal(self, first: int, n: int) -> np.ndarray:
         i = np.arange(first, first + n)
         x = self.amplitude * np.sin(2 * np.pi * self.tone_hz * i / self.rate)
-        return np.where(i >= self.tone_start, x, 0.0).astype(np.float32)
+        end = i[-1] + 1 if self.tone_end is None else self.tone_end
+        on = (i >= self.tone_start) & (i < end)
+        return np.where(on, x, 0.0).astype(np.float32)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -125,7 +145,10 @@ class TonePublisher:
                 self.filled.append((self.index, fill))
             self.orca.update(zip(range(self.index, self.index + self.chunk), orca, strict=True))
             stems = np.stack([orca, noise])[:, :, None]
-            self.publisher.write(OutputChunk(self.index, stems, (orca + noise)[:, None], gaps))
+            chunk = OutputChunk(self.index, stems, (orca + noise)[:, None], gaps)
+            self.publisher.write(chunk)
+            if self.tap is not None:
+                self.tap.write(chunk)
             self.index += self.chunk
         if not self._stop.is_set():  # ran to its end: end-of-stream messages now
             self._close()
@@ -135,6 +158,8 @@ class TonePublisher:
         with self._lock:
             closed, self._closed = self._closed, True
         if not closed:
+            if self.tap is not None:
+                self.tap.close()
             self.publisher.close()
 
     def stop(self) -> None:

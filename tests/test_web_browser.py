@@ -1,7 +1,8 @@
 """Acceptance of the web monitor in a real browser (Debian's chromium, headless, Playwright):
 a known tone on the page's spectrograms and in its audio graph, gaps at their time with their
 length, a publisher restart followed without reloading, the live HLS output playing through
-hls.js and decoding to the published stem, and the capture-to-browser latency.
+hls.js and decoding to the published stem, the capture-to-browser latency, and orca activity
+events from the daemon's detector listed and marked at their capture time.
 
 Screenshots for docs/web.md: ``STREAMSEP_SCREENSHOTS=docs/web pytest tests/test_web_browser.py``.
 """
@@ -23,6 +24,8 @@ import soundfile as sf
 
 from streamsep.cli.stream import FileStreamer
 from streamsep.engine.offline import Separator
+from streamsep.events.detector import DetectorSettings
+from streamsep.events.settings import EventsSettings
 from streamsep.net.publish import PublishSettings
 from streamsep.web.server import WebMonitor
 from streamsep.web.settings import HlsOutSettings, WebSettings
@@ -281,8 +284,8 @@ def test_capture_to_browser_latency(page: Any, tmp_path: Path) -> None:
                                    timeout=WAIT_MS)  # fmt: skip
             shown = page.evaluate("['st-state', 'st-latency', 'st-subs'].map(id => "
                                   "document.getElementById(id).textContent)")  # fmt: skip
-            # one Subscriber holds 3 subscriptions (audio., levels, status)
-            assert shown == ["running", f"{algorithmic:.3f} s", "3"], shown
+            # one Subscriber holds 4 subscriptions (audio., levels, status, events)
+            assert shown == ["running", f"{algorithmic:.3f} s", "4"], shown
             assert float(page.evaluate("document.getElementById('st-rtf').textContent")) > 0
             latencies = page.evaluate("ssep.latencies")[20:]  # past the start
             s.wait(10)
@@ -292,6 +295,59 @@ def test_capture_to_browser_latency(page: Any, tmp_path: Path) -> None:
           f"{algorithmic:.3f} s, over {len(latencies)} messages")  # fmt: skip
     assert median - algorithmic <= 0.3
     assert p95 - algorithmic <= 0.3
+
+
+def test_orca_activity_events_listed_and_marked(
+    browser: Any, page: Any, monitor: tuple[WebMonitor, str], tmp_path: Path
+) -> None:
+    """A 1 s tone on the orca stem (2.0-3.0 s) through the daemon's event tap: the page lists
+    the event the log holds and marks exactly its span; a page opened later gets it too."""
+    mon, endpoint = monitor
+    page.goto(mon.url)
+    page.wait_for_function("ssep.wsOpens === 1", timeout=WAIT_MS)
+    events = EventsSettings(
+        enabled=True, directory=str(tmp_path / "events"), clips=False,
+        detector=DetectorSettings(merge_gap_seconds=0.2),
+    )  # fmt: skip
+    pub = TonePublisher(
+        endpoint, tone_hz=1500.0, tone_start_seconds=2.0, tone_end_seconds=3.0, events=events
+    ).start()
+    late = browser.new_page()
+    try:
+        page.wait_for_function("ssep.detections.length >= 1", timeout=WAIT_MS)
+        page.wait_for_function("ssep.columns.mix >= 90", timeout=WAIT_MS)
+        late.goto(mon.url)  # connects after the event: gets it from the server's snapshot
+        late.wait_for_function("ssep.detections.length >= 1", timeout=WAIT_MS)
+        late.wait_for_function("ssep.columns.mix >= 10", timeout=WAIT_MS)
+        _screenshot(page, "monitor-orca-activity.png")
+        pages = {"page": page, "late": late}
+        shown = {name: p.evaluate("ssep.detections") for name, p in pages.items()}
+        pixels = {
+            name: [_pixel(p, "activity", pub.time_ns(i) / 1e6) for i in (24000, 40000, 57600)]
+            for name, p in pages.items()
+        }  # 1.5 s (before), 2.5 s (inside), 3.6 s (after)
+        listed = page.evaluate("ssep.events")
+        orca_status = page.evaluate("document.getElementById('st-orca').textContent")
+    finally:
+        pub.stop()
+        late.close()
+    logged = [json.loads(line) for line in (tmp_path / "events" / "events.jsonl").open()]
+    assert len(logged) == 1, logged
+    event = logged[0]
+    assert (event["start_index"], event["end_index"]) == (32000, 48000)  # the tone's samples
+    for name in pages:
+        assert len(shown[name]) == 1, (name, shown[name])
+        d = shown[name][0]
+        assert (d["start_index"], d["end_index"]) == (32000, 48000)
+        assert d["start_ms"] == event["start_time_ns"] / 1e6
+        assert d["end_ms"] == event["end_time_ns"] / 1e6
+        assert d["peak_score_db"] == event["peak_score_db"]
+        before, inside, after = pixels[name]
+        assert inside[1] > 150 and inside[0] < 100, (name, inside)  # green
+        assert before[3] == 0 and after[3] == 0, (name, before, after)
+    start = event["start_utc"][11:23]
+    assert any(e.startswith(f"{start} orca activity 1.0 s") for e in listed), listed
+    assert event["start_utc"][:19].replace("T", " ") in orca_status, orca_status
 
 
 def test_page_reconnects_to_a_restarted_server(page: Any) -> None:

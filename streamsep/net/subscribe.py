@@ -98,7 +98,7 @@ class Chunk:
 
 @dataclass(frozen=True)
 class JsonMessage:
-    """A ``levels`` or ``status`` message."""
+    """A ``levels``, ``status`` or ``events`` message."""
 
     topic: str
     body: dict[str, Any]

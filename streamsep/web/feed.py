@@ -4,7 +4,9 @@
 (``streamsep-web-feed``). Per stem it computes spectrogram columns (:class:`ColumnMaker`) and
 int16 mono audio at the browser rate (soxr), once for every browser, and turns the protocol's
 accounting into events: a stem's stream start and end (a publisher restart is a new start),
-and every gap, lost (absent) or filled (silence), with its capture time and length. Missing
+and every gap, lost (absent) or filled (silence), with its capture time and length; the
+publisher's orca activity events (topic ``events``) become ``detection`` messages, the latest
+``_RECENT_DETECTIONS`` of them kept for browsers that connect later. Missing
 audio up to ``_FILL_SECONDS`` is replaced by silence in the columns and the audio so that the
 page's timeline stays continuous; a longer gap restarts the stem's column and audio state.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -23,6 +26,7 @@ import soxr
 import zmq
 
 from streamsep.errors import ConfigError, StreamsepError
+from streamsep.net import protocol as proto
 from streamsep.net.subscribe import Chunk, JsonMessage, Subscriber
 from streamsep.web import frames
 from streamsep.web.settings import WebSettings
@@ -35,6 +39,7 @@ _LOGGER = logging.getLogger(__name__)
 _RECV_SECONDS: Final = 0.2
 _FILL_SECONDS: Final = 10.0
 _ERROR_LOG_SECONDS: Final = 10.0
+_RECENT_DETECTIONS: Final = 20  # detection messages replayed to a browser that connects
 
 Emit = Callable[[bytes | str, "str | None"], None]
 """``emit(message, audio_stem)``: hand one message to the clients (``audio_stem``: only to those
@@ -96,6 +101,7 @@ class Feed:
                 endpoint,
                 levels=True,
                 status=True,
+                events=True,
                 curve_server_key=curve_server_key,
                 curve_client_key=curve_client_key,
             )
@@ -106,6 +112,7 @@ class Feed:
         """Stems in order of first appearance (their index in binary messages)."""
         self._lock = threading.Lock()
         self._last: dict[str, str] = {}  # latest levels / status message, for new clients
+        self._detections: deque[str] = deque(maxlen=_RECENT_DETECTIONS)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.messages_in = 0
@@ -127,10 +134,10 @@ class Feed:
 
     def snapshot(self) -> list[str]:
         """The messages a new client needs first: each stem's stream start, the latest levels
-        and status (thread-safe)."""
+        and status, the recent detections (thread-safe)."""
         with self._lock:
             starts = [frames.json_message("stream", **s.meta) for s in self._stems.values()]
-            return starts + list(self._last.values())
+            return starts + list(self._last.values()) + list(self._detections)
 
     def _run(self) -> None:
         last_error = 0.0
@@ -151,10 +158,15 @@ class Feed:
                     _LOGGER.warning("web feed: skipped a message: %s", e)
 
     def _on_json(self, message: JsonMessage) -> None:
-        kind = "levels" if message.topic == "levels" else "status"
-        text = frames.json_message(kind, body=message.body)
-        with self._lock:
-            self._last[kind] = text
+        if message.topic == proto.EVENTS_TOPIC:
+            text = frames.json_message("detection", body=message.body)
+            with self._lock:
+                self._detections.append(text)
+        else:
+            kind = "levels" if message.topic == proto.LEVELS_TOPIC else "status"
+            text = frames.json_message(kind, body=message.body)
+            with self._lock:
+                self._last[kind] = text
         if self._emit is not None:
             self._emit(text, None)
 

@@ -20,7 +20,8 @@ then the next; byte ``b`` is ``db_min + b / 255 * (db_max - db_min)`` dBFS), or 
 int16 mono samples at ``audio_rate`` (full scale 32767).
 
 Text messages are JSON objects with ``seq`` and ``type``: ``hello``, ``stream`` (a stem's
-stream started or ended), ``gap``, ``levels``, ``status``, ``client`` (this client's drop
+stream started or ended), ``gap``, ``levels``, ``status``, ``detection`` (an orca activity
+event, its ``body`` as published on the ``events`` topic), ``client`` (this client's drop
 count). The server reads ``{"type": "audio", "stems": [...]}`` (which stems' audio to send).
 """
 

@@ -7,7 +7,7 @@ const STALL_MS = 3000;         // no message for this long: "no data"
 const $ = (id) => document.getElementById(id);
 
 const ssep = window.ssep = {   // state, also read by the tests
-  stems: [], meta: {}, gaps: [], events: [], latencies: [], columns: {}, starts: 0, ends: 0,
+  stems: [], meta: {}, gaps: [], events: [], detections: [], latencies: [], columns: {}, starts: 0, ends: 0,
   msPerPx: null, tRight: null, lastMessage: 0, dropped: 0, seqHoles: 0, wsOpens: 0,
   dbMin: -120, dbMax: -20, audioRate: 16000, stem: null, audio: null,
   xAt(tMs) { return W - 1 - Math.round((this.tRight - tMs) / this.msPerPx); },
@@ -31,14 +31,17 @@ const LUT = (() => {   // dark blue -> purple -> orange -> yellow (perceptually 
 (() => { const c = $("colorbar").getContext("2d"); const img = c.createImageData(256, 1);
   img.data.set(LUT); for (let y = 0; y < 8; y++) c.putImageData(img, 0, y); })();
 
-const canvases = { mix: $("spec-mix"), stem: $("spec-stem"), timeline: $("timeline") };
+const canvases = { mix: $("spec-mix"), stem: $("spec-stem"), timeline: $("timeline"),
+                   activity: $("activity") };
 const ctx = {}; for (const k in canvases) ctx[k] = canvases[k].getContext("2d", { willReadFrequently: true });
 
 function clearAll() { for (const k in ctx) ctx[k].clearRect(0, 0, W, canvases[k].height); ssep.tRight = null; }
 
 function scrollTo(tMs) {   // advance the shared time axis so that tMs is at the right edge
   if (ssep.tRight === null || tMs < ssep.tRight - W * ssep.msPerPx * 4) {
-    clearAll(); ssep.tRight = tMs; return;
+    clearAll(); ssep.tRight = tMs; drawTimeAxis();
+    for (const d of ssep.detections) mark(d.start_ms, d.end_ms, "#3c3", "activity");
+    return;
   }
   const dx = Math.round((tMs - ssep.tRight) / ssep.msPerPx);
   if (dx <= 0) return;
@@ -72,13 +75,13 @@ function drawColumns(panel, t0, n, bins, data) {
   ssep.columns[panel] = (ssep.columns[panel] || 0) + n;
 }
 
-function mark(t0, t1, colour) {   // a span on the timeline strip
+function mark(t0, t1, colour, strip = "timeline") {   // a span on a strip under the plots
   if (ssep.tRight === null) return;
   if (t1 > ssep.tRight) scrollTo(t1);
   const x0 = Math.max(0, ssep.xAt(t0)), x1 = Math.min(W - 1, ssep.xAt(t1));
   if (x1 < 0 || x0 >= W) return;
-  ctx.timeline.fillStyle = colour;
-  ctx.timeline.fillRect(x0, 0, Math.max(1, x1 - x0 + 1), canvases.timeline.height);
+  ctx[strip].fillStyle = colour;
+  ctx[strip].fillRect(x0, 0, Math.max(1, x1 - x0 + 1), canvases[strip].height);
 }
 
 function utc(ms, millis) {
@@ -154,6 +157,24 @@ function onGap(m) {
   }
 }
 
+function onDetection(b) {   // an orca activity event (topic "events"; sent after its end)
+  if (ssep.detections.some((d) => d.id === b.id && d.sequence === b.sequence)) return;  // replayed
+  const d = { id: b.id, sequence: b.sequence, start_index: b.start_index, end_index: b.end_index,
+              start_ms: b.start_time_ns / 1e6, end_ms: b.end_time_ns / 1e6,
+              peak_score_db: b.peak_score_db, band_hz: b.band_hz };
+  ssep.detections.push(d);
+  if (ssep.detections.length > 200) ssep.detections.shift();
+  mark(d.start_ms, d.end_ms, "#3c3", "activity");
+  let level = `${b.peak_level_dbfs.toFixed(1)} dBFS`;
+  if (b.calibrated && b.peak_level_db_re_1upa !== null) level += `, ${b.peak_level_db_re_1upa.toFixed(1)} dB re 1 µPa`;
+  const band = b.band_hz.map((f) => (f / 1000).toFixed(1)).join("-");
+  const text = `${utc(d.start_ms, true)} orca activity ${b.duration_seconds.toFixed(1)} s, `
+    + `score ${b.peak_score_db.toFixed(1)} dB, peak ${level}, ${band} kHz`;
+  logEvent(text, "detection");
+  $("st-orca").textContent = `${new Date(d.start_ms).toISOString().slice(0, 19).replace("T", " ")} UTC`
+    + ` (${b.duration_seconds.toFixed(1)} s)`;
+}
+
 function levelText(l, calibrated) {
   let s = `${l.rms_dbfs.toFixed(1)} dBFS rms, ${l.peak_dbfs.toFixed(1)} peak`;
   if (calibrated && l.rms_db_re_1upa !== undefined) s += ` · ${l.rms_db_re_1upa.toFixed(1)} dB re 1 µPa`;
@@ -210,6 +231,7 @@ function onText(text) {
     case "gap": onGap(m); break;
     case "levels": onLevels(m.body); break;
     case "status": onStatus(m.body); break;
+    case "detection": onDetection(m.body); break;
     case "client": ssep.dropped = m.dropped; $("st-drops").textContent = m.dropped; break;
   }
 }

@@ -92,7 +92,7 @@ class BlockGenerator:
         Probability of a block whose first or last 1..T-1 frames are digital silence in the
         mix and every source, as the engine's blocks are at a stream's start and end and around
         a gap filled with silence. 0 draws nothing extra from the generator.
-    noise_augment, call_resample, p_synthetic
+    noise_augment, call_resample, p_synthetic, p_colour
         See :func:`make_mixture` (with ``augment``); the defaults draw nothing extra.
     """
 
@@ -112,6 +112,7 @@ class BlockGenerator:
         noise_augment: bool = False,
         call_resample: tuple[float, float] = (0.97, 1.03),
         p_synthetic: float = 0.0,
+        p_colour: float = 0.0,
     ) -> None:
         if params.instrument_list != (ORCA_STEM, NOISE_STEM):
             raise ConfigError(
@@ -127,6 +128,7 @@ class BlockGenerator:
         self.noise_augment = noise_augment and augment
         self.call_resample = call_resample
         self.p_synthetic = p_synthetic if augment else 0.0
+        self.p_colour = p_colour if augment else 0.0
         self.n_samples = block_samples(params)
 
     def example(self, rng: np.random.Generator) -> Batch:
@@ -145,6 +147,7 @@ class BlockGenerator:
             noise_augment=self.noise_augment,
             call_resample=self.call_resample,
             p_synthetic=self.p_synthetic,
+            p_colour=self.p_colour,
         )
         mix_wave, sources = mixture.mix, mixture.sources
         if self.p_edge_silence > 0 and rng.random() < self.p_edge_silence:

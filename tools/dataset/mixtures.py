@@ -18,6 +18,7 @@ from scipy import signal
 
 from streamsep.engine.audio import read_audio
 from streamsep.errors import ConfigError
+from tools.dataset.colour import apply_colour, random_colour
 from tools.dataset.splits import TEST_SPLIT, is_test
 from tools.dataset.synthnoise import synthetic_noise
 
@@ -319,6 +320,7 @@ def make_mixture(
     noise_augment: bool = False,
     call_resample: tuple[float, float] = (0.97, 1.03),
     p_synthetic: float = 0.0,
+    p_colour: float = 0.0,
 ) -> Mixture:
     """One mixture of ``n_calls`` call crops (different files) in real noise at ``snr`` dB.
 
@@ -352,6 +354,10 @@ def make_mixture(
         Probability of adding one :mod:`tools.dataset.synthnoise` noise (kind uniform) to the noise
         at
         U(-10, 0) dB relative to it, before the SNR is set; 0 draws nothing extra.
+    p_colour : float
+        Probability of colouring the noise (:func:`tools.dataset.colour.random_colour`: tilt,
+        bands, low-pass, slow gain swing) after everything above, before the SNR is set; 0
+        draws nothing extra.
 
     Returns
     -------
@@ -375,6 +381,10 @@ def make_mixture(
         rel_db = float(rng.uniform(-10, 0))
         noise = noise + synth * np.float32(np.sqrt(np.mean(noise**2)) * 10 ** (rel_db / 20))
         noises.append({"synthetic": kind, "gain_db": rel_db})
+    if p_colour > 0 and rng.random() < p_colour:
+        colour = random_colour(rng, rate)
+        noise = apply_colour(noise, rate, colour)
+        noises.append({"colour": colour.as_dict()})
     orca = np.zeros(n_samples, np.float32)
     active = np.zeros(n_samples, bool)
     calls: list[dict[str, Any]] = []

@@ -110,6 +110,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="probability of adding a synthetic noise (rain, shrimp, hum, flow) to a block (0)",
     )
     parser.add_argument(
+        "--noise-colour",
+        type=probability,
+        default=0.0,
+        metavar="P",
+        help="probability of colouring a block's noise: spectral tilt, bands, low-pass, slow "
+        "gain swing (tools/dataset/colour.py) (0)",
+    )
+    parser.add_argument(
         "--init-weights",
         type=Path,
         help="start from these weights (OUT/ckpt/last.weights.h5 of a run with the same params)",
@@ -189,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 noise_augment=args.noise_augment,
                 call_resample=tuple(args.call_resample),
                 p_synthetic=args.synthetic_noise,
+                p_colour=args.noise_colour,
             )
         if args.export_only:
             for path in export_checkpoint(

@@ -1,6 +1,7 @@
 """Web monitor without a browser: settings and the open-listen refusal, spectrogram scaling,
 the browser wire format, the live HLS output across gaps and restarts, and 20 WebSocket
-clients at once with a stalled one (the server as a ``streamsep web`` subprocess)."""
+clients at once with a stalled one (the server as a ``streamsep web`` subprocess), and the
+checks on orca activity events passed to the page."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,11 @@ import av
 import numpy as np
 import pytest
 
-from streamsep.errors import ConfigError
+from streamsep.errors import ConfigError, StreamsepError
 from streamsep.net import protocol as proto
 from streamsep.net.subscribe import Chunk
 from streamsep.web import frames
+from streamsep.web.feed import Feed, detection_body
 from streamsep.web.hls import HlsWriter
 from streamsep.web.settings import HlsOutSettings, WebSettings
 from streamsep.web.spectrogram import ColumnMaker
@@ -387,3 +390,74 @@ def test_bad_endpoint_is_a_one_line_error() -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("streamsep: error: web: cannot connect to 'nonsense': ")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- orca activity events ----------------------------------------------------------------------
+
+
+def _event_body(**changes: Any) -> dict[str, Any]:
+    body = {
+        "kind": "event", "id": "n_20261130T120000.000000Z", "sequence": 0, "start_index": 32000,
+        "end_index": 48000, "start_time_ns": 10**18, "end_time_ns": 10**18 + 10**9,
+        "duration_seconds": 1.0, "peak_score_db": 20.5, "peak_level_dbfs": -30.0,
+        "calibrated": False, "peak_level_db_re_1upa": None, "band_hz": [800.0, 4000.0],
+        "settings": {"window_seconds": 0.1}, "model": "m",
+    }  # fmt: skip
+    body.update(changes)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"start_index": "0"}, "start_index"),
+        ({"end_time_ns": None}, "end_time_ns"),
+        ({"peak_score_db": float("nan")}, "peak_score_db"),
+        ({"sequence": True}, "sequence"),
+        ({"end_time_ns": 10**18 - 1}, "before start_time_ns"),
+        ({"id": 7}, "id"),
+        ({"band_hz": [1.0]}, "band_hz"),
+        ({"band_hz": "800-4000"}, "band_hz"),
+    ],
+)
+def test_detection_body_refuses_a_bad_event_naming_the_field(
+    changes: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(StreamsepError, match=named):
+        detection_body(_event_body(**changes))
+
+
+def test_feed_passes_good_events_and_skips_bad_ones() -> None:
+    """Through a real publisher: malformed ``events`` messages are counted and skipped, the
+    feed goes on, and a good one reaches the browsers with only the fields the page shows."""
+    endpoint = free_tcp_endpoint()
+    got: list[dict[str, Any]] = []
+    audio, detected = threading.Event(), threading.Event()
+
+    def emit(message: bytes | str, stem: str | None) -> None:
+        if isinstance(message, bytes):
+            audio.set()
+        elif json.loads(message)["type"] == "detection":
+            got.append(json.loads(message))
+            detected.set()
+
+    feed = Feed(endpoint, WebSettings(listen="127.0.0.1:0"), emit)
+    feed.start()
+    pub = TonePublisher(endpoint).start()
+    try:
+        assert audio.wait(20), "no audio reached the feed"
+        bad = [_event_body(start_index=None), _event_body(band_hz=None), {"kind": "event"}]
+        for body in bad:
+            pub.publisher.send_json(proto.EVENTS_TOPIC, body)
+        pub.publisher.send_json(proto.EVENTS_TOPIC, _event_body(sequence=3))
+        assert detected.wait(20), "the good event did not arrive"
+        assert feed.errors == len(bad)
+        assert len(got) == 1
+        body = got[0]["body"]
+        assert body["sequence"] == 3 and body["start_index"] == 32000
+        assert body["band_hz"] == [800.0, 4000.0] and body["calibrated"] is False
+        assert "settings" not in body and "model" not in body  # only what the page shows
+        assert any("detection" in m for m in feed.snapshot())  # replayed to late browsers
+    finally:
+        pub.stop()
+        feed.stop()

@@ -66,6 +66,51 @@ class _Stem:
         return (self.anchor_ns + (index - self.anchor_index) * 1e9 / self.sample_rate) / 1e6
 
 
+_DETECTION_NUMBERS: Final = (
+    "start_index", "end_index", "start_time_ns", "end_time_ns", "sequence", "duration_seconds",
+    "peak_score_db", "peak_level_dbfs",
+)  # fmt: skip
+
+
+def detection_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an ``events`` message that the page shows, checked (a publisher's bad
+    message is skipped by the feed, never passed on to the browsers).
+
+    Raises
+    ------
+    StreamsepError
+        Naming the first missing or ill-typed field.
+    """
+    out: dict[str, Any] = {}
+    for key in _DETECTION_NUMBERS:
+        value = body.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise StreamsepError(f"events: {key} must be a finite number, got {value!r}")
+        out[key] = value
+    if out["end_time_ns"] < out["start_time_ns"]:
+        raise StreamsepError("events: end_time_ns is before start_time_ns")
+    if not isinstance(body.get("id"), str):
+        raise StreamsepError(f"events: id must be a string, got {body.get('id')!r}")
+    band = body.get("band_hz")
+    if (
+        not isinstance(band, list)
+        or len(band) != 2
+        or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in band)
+    ):
+        raise StreamsepError(f"events: band_hz must be [low, high] in Hz, got {band!r}")
+    level = body.get("peak_level_db_re_1upa")
+    db_re_1upa = None
+    if body.get("calibrated") is True and isinstance(level, (int, float)):
+        db_re_1upa = float(level)
+    return {
+        **out,
+        "id": body["id"],
+        "band_hz": [float(f) for f in band],
+        "calibrated": db_re_1upa is not None,
+        "peak_level_db_re_1upa": db_re_1upa,
+    }
+
+
 class Feed:
     """Subscribes to ``endpoint`` and emits browser messages; see the module docstring.
 
@@ -159,7 +204,7 @@ class Feed:
 
     def _on_json(self, message: JsonMessage) -> None:
         if message.topic == proto.EVENTS_TOPIC:
-            text = frames.json_message("detection", body=message.body)
+            text = frames.json_message("detection", body=detection_body(message.body))
             with self._lock:
                 self._detections.append(text)
         else:

@@ -416,6 +416,8 @@ def _event_body(**changes: Any) -> dict[str, Any]:
         ({"sequence": True}, "sequence"),
         ({"end_time_ns": 10**18 - 1}, "before start_time_ns"),
         ({"id": 7}, "id"),
+        ({"id": "x" * 300}, "id"),
+        ({"band_hz": [800.0, float("inf")]}, "band_hz"),
         ({"band_hz": [1.0]}, "band_hz"),
         ({"band_hz": "800-4000"}, "band_hz"),
     ],
@@ -425,6 +427,13 @@ def test_detection_body_refuses_a_bad_event_naming_the_field(
 ) -> None:
     with pytest.raises(StreamsepError, match=named):
         detection_body(_event_body(**changes))
+
+
+def test_detection_body_drops_a_non_finite_calibrated_level() -> None:
+    body = detection_body(_event_body(calibrated=True, peak_level_db_re_1upa=float("nan")))
+    assert body["calibrated"] is False and body["peak_level_db_re_1upa"] is None
+    body = detection_body(_event_body(calibrated=True, peak_level_db_re_1upa=101.5))
+    assert body["calibrated"] is True and body["peak_level_db_re_1upa"] == 101.5
 
 
 def test_feed_passes_good_events_and_skips_bad_ones() -> None:

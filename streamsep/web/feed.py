@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import numpy as np
 import soxr
@@ -66,6 +66,14 @@ class _Stem:
         return (self.anchor_ns + (index - self.anchor_index) * 1e9 / self.sample_rate) / 1e6
 
 
+_ID_CHARS: Final = 256  # longest event id passed on
+
+
+def _finite(value: Any) -> TypeGuard[int | float]:
+    """A JSON number (not a bool), finite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
 _DETECTION_NUMBERS: Final = (
     "start_index", "end_index", "start_time_ns", "end_time_ns", "sequence", "duration_seconds",
     "peak_score_db", "peak_level_dbfs",
@@ -84,27 +92,27 @@ def detection_body(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in _DETECTION_NUMBERS:
         value = body.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        if not _finite(value):
             raise StreamsepError(f"events: {key} must be a finite number, got {value!r}")
         out[key] = value
     if out["end_time_ns"] < out["start_time_ns"]:
         raise StreamsepError("events: end_time_ns is before start_time_ns")
-    if not isinstance(body.get("id"), str):
-        raise StreamsepError(f"events: id must be a string, got {body.get('id')!r}")
+    event_id = body.get("id")
+    if not isinstance(event_id, str) or len(event_id) > _ID_CHARS:
+        raise StreamsepError(
+            f"events: id must be a string of at most {_ID_CHARS} characters, "
+            f"got {str(event_id)[:40]!r}"
+        )
     band = body.get("band_hz")
-    if (
-        not isinstance(band, list)
-        or len(band) != 2
-        or not all(isinstance(f, (int, float)) and not isinstance(f, bool) for f in band)
-    ):
+    if not isinstance(band, list) or len(band) != 2 or not all(_finite(f) for f in band):
         raise StreamsepError(f"events: band_hz must be [low, high] in Hz, got {band!r}")
     level = body.get("peak_level_db_re_1upa")
     db_re_1upa = None
-    if body.get("calibrated") is True and isinstance(level, (int, float)):
+    if body.get("calibrated") is True and _finite(level):
         db_re_1upa = float(level)
     return {
         **out,
-        "id": body["id"],
+        "id": event_id,
         "band_hz": [float(f) for f in band],
         "calibrated": db_re_1upa is not None,
         "peak_level_db_re_1upa": db_re_1upa,

@@ -117,7 +117,7 @@ class TonePublisher:
     def orca_signal(self, first: int, n: int) -> np.ndarray:
         i = np.arange(first, first + n)
         x = self.amplitude * np.sin(2 * np.pi * self.tone_hz * i / self.rate)
-        end = i[-1] + 1 if self.tone_end is None else self.tone_end
+        end = first + n if self.tone_end is None else self.tone_end
         on = (i >= self.tone_start) & (i < end)
         return np.where(on, x, 0.0).astype(np.float32)
 

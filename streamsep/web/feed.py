@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 import numpy as np
 import soxr
@@ -28,6 +28,7 @@ import zmq
 from streamsep.errors import ConfigError, StreamsepError
 from streamsep.net import protocol as proto
 from streamsep.net.subscribe import Chunk, JsonMessage, Subscriber
+from streamsep.validate import check_number
 from streamsep.web import frames
 from streamsep.web.settings import WebSettings
 from streamsep.web.spectrogram import ColumnMaker
@@ -69,11 +70,6 @@ class _Stem:
 _ID_CHARS: Final = 256  # longest event id passed on
 
 
-def _finite(value: Any) -> TypeGuard[int | float]:
-    """A JSON number (not a bool), finite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-
-
 _DETECTION_NUMBERS: Final = (
     "start_index", "end_index", "start_time_ns", "end_time_ns", "sequence", "duration_seconds",
     "peak_score_db", "peak_level_dbfs",
@@ -87,14 +83,13 @@ def detection_body(body: dict[str, Any]) -> dict[str, Any]:
     Raises
     ------
     StreamsepError
-        Naming the first missing or ill-typed field.
+        Naming the first missing or ill-typed field (:class:`ConfigError` from the shared
+        checks of :mod:`streamsep.validate` for the numbers).
     """
     out: dict[str, Any] = {}
     for key in _DETECTION_NUMBERS:
-        value = body.get(key)
-        if not _finite(value):
-            raise StreamsepError(f"events: {key} must be a finite number, got {value!r}")
-        out[key] = value
+        check_number(f"events.{key}", body.get(key))  # finite, not a bool
+        out[key] = body[key]  # as sent: indices and times stay integers
     if out["end_time_ns"] < out["start_time_ns"]:
         raise StreamsepError("events: end_time_ns is before start_time_ns")
     event_id = body.get("id")
@@ -104,16 +99,21 @@ def detection_body(body: dict[str, Any]) -> dict[str, Any]:
             f"got {str(event_id)[:40]!r}"
         )
     band = body.get("band_hz")
-    if not isinstance(band, list) or len(band) != 2 or not all(_finite(f) for f in band):
+    if not isinstance(band, list) or len(band) != 2:
         raise StreamsepError(f"events: band_hz must be [low, high] in Hz, got {band!r}")
-    level = body.get("peak_level_db_re_1upa")
+    band_hz = [check_number("events.band_hz", f) for f in band]
     db_re_1upa = None
-    if body.get("calibrated") is True and _finite(level):
-        db_re_1upa = float(level)
+    if body.get("calibrated") is True:
+        try:
+            db_re_1upa = check_number(
+                "events.peak_level_db_re_1upa", body.get("peak_level_db_re_1upa")
+            )
+        except ConfigError:  # shown uncalibrated
+            db_re_1upa = None
     return {
         **out,
         "id": event_id,
-        "band_hz": [float(f) for f in band],
+        "band_hz": band_hz,
         "calibrated": db_re_1upa is not None,
         "peak_level_db_re_1upa": db_re_1upa,
     }

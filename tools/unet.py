@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import keras
+import numpy as np
 
 from streamsep.engine.params import ModelParams
 from streamsep.errors import ConfigError
+from tools.dataset.noisefloor import input_context
 
 __all__ = [
     "DEFAULT_CONV_N_FILTERS",
@@ -118,6 +120,40 @@ class BlockLogNorm(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "eps": self.eps}
+
+
+@keras.saving.register_keras_serializable(package="streamsep")
+class ContextLogNorm(keras.layers.Layer):
+    """``log1p(x / (mean(mix) + eps))`` for an input whose first ``n_mix`` channels are the mix
+    (the rest its noise floor), the mean over the mix channels of each example's block."""
+
+    def __init__(self, n_mix: int = 1, eps: float = 1e-8, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_mix, self.eps = n_mix, eps
+
+    def call(self, x: Any) -> Any:
+        from keras import ops
+
+        mean = ops.mean(x[..., : self.n_mix], axis=(1, 2, 3), keepdims=True)
+        return ops.log1p(x / (mean + self.eps))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_mix": self.n_mix, "eps": self.eps}
+
+
+@keras.saving.register_keras_serializable(package="streamsep")
+class FirstChannels(keras.layers.Layer):
+    """The first ``n`` channels of the input (the mix of a mix-and-floor input)."""
+
+    def __init__(self, n: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n = n
+
+    def call(self, x: Any) -> Any:
+        return x[..., : self.n]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n": self.n}
 
 
 def _conv_activation(model_params: dict[str, Any]) -> keras.layers.Layer:
@@ -244,7 +280,9 @@ def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
     Returns
     -------
     keras.Model
-        Input ``mix_spectrogram``, shape ``(batch, T, F, n_channels)`` float32, magnitudes.
+        Input ``mix_spectrogram``, shape ``(batch, T, F, n_channels)`` float32, magnitudes
+        (with ``model.params.context = "floor"``: ``2 n_channels``, the mix's then its running
+        noise floor's, :mod:`tools.dataset.noisefloor`).
         Outputs, in ``instrument_list`` order, ``<instrument>_spectrogram`` of the same shape:
         ``sigmoid mask * input``.
 
@@ -255,15 +293,22 @@ def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
     """
     filters = conv_n_filters(params)
     model_params = params.model_params
-    mix = keras.Input(
-        shape=(params.T, params.F, params.n_channels),
+    with_floor = input_context(model_params) == "floor"
+    n_in = params.n_channels * (2 if with_floor else 1)
+    inputs = keras.Input(
+        shape=(params.T, params.F, n_in),
         batch_size=None if training else 1,
         name="mix_spectrogram",
         dtype="float32",
     )
     crop = (-params.T % MULTIPLE, -params.F % MULTIPLE)
-    padded = mix
-    if input_norm(model_params) == "log":
+    mix = padded = inputs
+    if with_floor:
+        if input_norm(model_params) != "log":
+            raise ConfigError('params: model.params.context "floor" needs input_norm "log"')
+        mix = FirstChannels(params.n_channels, name="mix_channels")(inputs)
+        padded = ContextLogNorm(params.n_channels, name="context_log_norm")(inputs)
+    elif input_norm(model_params) == "log":
         padded = BlockLogNorm(name="block_log_norm")(mix)
     if crop != (0, 0):
         padded = keras.layers.ZeroPadding2D(((0, crop[0]), (0, crop[1])))(padded)
@@ -272,7 +317,7 @@ def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
         _apply_unet(mix, padded, instrument, filters, model_params, params.n_channels, crop, namer)
         for instrument in params.instrument_list
     ]
-    return keras.Model(inputs=mix, outputs=outputs, name="unet")
+    return keras.Model(inputs=inputs, outputs=outputs, name="unet")
 
 
 def spleeter_variable_map(instruments: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -295,3 +340,32 @@ def spleeter_variable_map(instruments: Sequence[str]) -> dict[str, tuple[str, st
             for i, role in enumerate(roles):
                 mapping[_keras_name(base, s * len(roles) + i)] = (instrument, role)
     return mapping
+
+
+def load_widened(model: keras.Model, weights: str, params: ModelParams) -> None:
+    """Load into a ``context = "floor"`` ``model`` the weights of the same network without the
+    floor input: every layer as saved, the first convolution of each stem widened with zero
+    kernels for the floor channels, so the new model starts out computing what the old did."""
+    plain = ModelParams.from_dict(
+        {
+            **params.to_dict(),
+            "model": {
+                **params.to_dict()["model"],
+                "params": {k: v for k, v in params.model_params.items() if k != "context"},
+            },
+        }
+    )
+    source = build_unet(plain, training=True)
+    source.load_weights(weights)
+    by_name = {layer.name: layer for layer in source.layers}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        values = by_name[layer.name].get_weights()
+        target = layer.get_weights()
+        for i, (old, new) in enumerate(zip(values, target, strict=True)):
+            if old.shape != new.shape:  # a first conv kernel (5, 5, C, n) -> (5, 5, 2 C, n)
+                widened = np.zeros_like(new)
+                widened[:, :, : old.shape[2]] = old
+                values[i] = widened
+        layer.set_weights(values)

@@ -23,6 +23,7 @@ from tools.dataset.mixtures import (
     Pool,
     make_mixture,
 )
+from tools.dataset.noisefloor import input_context, stream_floor
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -94,6 +95,11 @@ class BlockGenerator:
         a gap filled with silence. 0 draws nothing extra from the generator.
     noise_augment, call_resample, p_synthetic, p_colour
         See :func:`make_mixture` (with ``augment``); the defaults draw nothing extra.
+    context_seconds : (float, float)
+        With ``model.params.context = "floor"``: each block comes after U(range) seconds of its
+        noise (``context_samples`` of :func:`make_mixture`), and its input gets the running
+        noise floor (:func:`tools.dataset.noisefloor.stream_floor`) of the whole as extra
+        channels: ``(T, F, 2 C)``, the mix's ``C`` first.
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class BlockGenerator:
         call_resample: tuple[float, float] = (0.97, 1.03),
         p_synthetic: float = 0.0,
         p_colour: float = 0.0,
+        context_seconds: tuple[float, float] = (0.0, 12.0),
     ) -> None:
         if params.instrument_list != (ORCA_STEM, NOISE_STEM):
             raise ConfigError(
@@ -130,10 +137,18 @@ class BlockGenerator:
         self.p_synthetic = p_synthetic if augment else 0.0
         self.p_colour = p_colour if augment else 0.0
         self.n_samples = block_samples(params)
+        self.with_floor = input_context(params.model_params) == "floor"
+        self.context_seconds = context_seconds
 
     def example(self, rng: np.random.Generator) -> Batch:
         """One ``(mix (T, F, C), {stem: target (T, F, C)})`` block."""
         block_seconds = self.n_samples / self.pool.sample_rate
+        step = self.params.frame_step
+        n_context = 0
+        if self.with_floor:
+            n_context = (
+                int(rng.uniform(*self.context_seconds) * self.pool.sample_rate) // step * step
+            )
         mixture = make_mixture(
             self.pool,
             rng,
@@ -148,24 +163,46 @@ class BlockGenerator:
             call_resample=self.call_resample,
             p_synthetic=self.p_synthetic,
             p_colour=self.p_colour,
+            context_samples=n_context,
         )
         mix_wave, sources = mixture.mix, mixture.sources
         if self.p_edge_silence > 0 and rng.random() < self.p_edge_silence:
             n_silent = int(rng.integers(1, self.params.T)) * self.params.frame_step
-            silent = slice(0, n_silent) if rng.random() < 0.5 else slice(-n_silent, None)
+            silent = (
+                slice(n_context, n_context + n_silent)
+                if rng.random() < 0.5
+                else slice(-n_silent, None)
+            )
             mix_wave = mix_wave.copy()
             mix_wave[silent] = 0.0
             sources = {k: v.copy() for k, v in sources.items()}
             for v in sources.values():
                 v[silent] = 0.0
-        mix = block_spectra(mix_wave, self.params)
+        x, mix = self._input(mix_wave, n_context)
         targets = {}
         for stem, source in sources.items():
-            spectra = block_spectra(source, self.params)
+            spectra = block_spectra(source[n_context:], self.params)
             targets[stem] = np.abs(spectra)
             if self.psa:
                 targets[f"{stem}:psa"] = psa_target(spectra, mix)
-        return np.abs(mix), targets
+        return x, targets
+
+    def _input(
+        self, mix_wave: NDArray[np.float32], n_context: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.complex64]]:
+        """Network input ``(T, F, C)`` (or ``(T, F, 2 C)`` with the floor) and the block's
+        complex mix spectra ``(T, F, C)``, for a block after ``n_context`` samples."""
+        if not self.with_floor:
+            mix = block_spectra(mix_wave, self.params)
+            return np.abs(mix), mix
+        audio = np.repeat(mix_wave[:, None], self.params.n_channels, axis=1)
+        spectra, floor = stream_floor(audio, self.params)
+        first = (
+            self.params.frame_length // self.params.frame_step + n_context // self.params.frame_step
+        )
+        frames = slice(first, first + self.params.T)
+        mix = spectra[frames, : self.params.F]
+        return np.concatenate([np.abs(mix), floor[frames]], axis=-1), mix
 
     def batch(self, index: int) -> Batch:
         """Batch ``index``: ``(mix (B, T, F, C), {stem: (B, T, F, C)})``, float32."""

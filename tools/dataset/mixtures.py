@@ -321,6 +321,7 @@ def make_mixture(
     call_resample: tuple[float, float] = (0.97, 1.03),
     p_synthetic: float = 0.0,
     p_colour: float = 0.0,
+    context_samples: int = 0,
 ) -> Mixture:
     """One mixture of ``n_calls`` call crops (different files) in real noise at ``snr`` dB.
 
@@ -358,6 +359,10 @@ def make_mixture(
         Probability of colouring the noise (:func:`tools.dataset.colour.random_colour`: tilt,
         bands, low-pass, slow gain swing) after everything above, before the SNR is set; 0
         draws nothing extra.
+    context_samples : int
+        Noise only (the same noise, gains and augmentation) before the ``n_samples`` that hold
+        the calls: the mixture is ``context_samples + n_samples`` long, its first
+        ``context_samples`` without calls (the background a running noise floor has heard).
 
     Returns
     -------
@@ -365,6 +370,7 @@ def make_mixture(
         Sources under :data:`ORCA_STEM` and :data:`NOISE_STEM`; ``mix`` is their sum.
     """
     rate = pool.sample_rate
+    n_calls_region, n_samples = n_samples, n_samples + context_samples
     order = rng.permutation(len(pool.noises))
     if noise_index is not None:
         order = np.array([noise_index, *(i for i in order if i != noise_index)])
@@ -397,15 +403,15 @@ def make_mixture(
                 placed, placed_active, meta = _place_call(
                     pool.calls[i],
                     rng,
-                    n_samples,
+                    n_calls_region,
                     crop,
                     augment=augment,
                     allow_partial=allow_partial,
                     sample_rate=rate,
                     resample_range=call_resample,
                 )
-                orca += placed
-                active |= placed_active
+                orca[context_samples:] += placed
+                active[context_samples:] |= placed_active
                 calls.append(meta)
             if active.any():
                 break

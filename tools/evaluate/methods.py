@@ -196,8 +196,13 @@ def _mixtures(
     seconds: float,
     level_db: float,
     p_synthetic: float = 0.0,
+    context_seconds: float = 0.0,
 ) -> list[tuple[float, Mixture]]:
+    """The seeded evaluation mixtures, ``(snr, mixture)``; with ``context_seconds``, each after
+    that much of its own noise (``context_samples`` of :func:`make_mixture`, whole hops)."""
     pool = load_pool(data_dir, split, params.sample_rate, params.frame_length)
+    step = params.frame_step
+    n_context = int(round(context_seconds * params.sample_rate)) // step * step
     n_samples = int(round(seconds * params.sample_rate))
     out = []
     for j, snr in enumerate(snrs):
@@ -212,6 +217,7 @@ def _mixtures(
                 level_db=level_db,
                 noise_index=(j + k) % len(pool.noises),
                 p_synthetic=p_synthetic,
+                context_samples=n_context,
             )
             out.append((float(snr), mixture))
     return out

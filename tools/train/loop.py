@@ -19,6 +19,7 @@ from streamsep.engine.params import ModelParams
 from streamsep.errors import ConfigError
 from tools.dataset.blocks import Batch, BlockGenerator
 from tools.dataset.mixtures import load_pool
+from tools.dataset.noisefloor import input_context
 from tools.train.losses import LOSSES, l1_level_per_stem, l1_per_stem, sdr_per_stem
 
 _LOGGER = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def train(
     from tqdm import tqdm
 
     from tools.train.steps import make_steps
-    from tools.unet import build_unet
+    from tools.unet import build_unet, load_widened
 
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -199,6 +200,8 @@ def train(
     stems = params.instrument_list
     keras.utils.set_random_seed(settings.seed)
     model = build_unet(params, training=True)
+    with_floor = input_context(params.model_params) == "floor"
+    n_mix = params.n_channels
     if settings.freeze_batch_norm:
         for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -211,8 +214,14 @@ def train(
     if settings.init_weights is not None:
         if not settings.init_weights.is_file():
             raise ConfigError(f"--init-weights: {settings.init_weights} not found")
-        model.load_weights(settings.init_weights)
-        _LOGGER.info("initial weights from %s", settings.init_weights)
+        try:
+            model.load_weights(settings.init_weights)
+            _LOGGER.info("initial weights from %s", settings.init_weights)
+        except ValueError:  # weights of the same network without the floor input?
+            if not with_floor:
+                raise
+            load_widened(model, str(settings.init_weights), params)
+            _LOGGER.info("initial weights from %s, widened for the floor", settings.init_weights)
     if settings.resume:
         if not (ckpt / STATE_FILE).is_file():
             raise ConfigError(f"nothing to resume: {ckpt / STATE_FILE} not found")
@@ -236,6 +245,7 @@ def train(
     params.save(out / "params.json")
 
     def stem_losses(outputs: Any, ys: list[Any], x: Any) -> list[Any]:
+        x = x[..., :n_mix]  # the mix (the floor channels follow it with a floor context)
         if settings.loss == "sdr":  # ys: the phase-sensitive targets
             return sdr_per_stem(outputs, ys, x, params.separation_exponent)
         if settings.loss == "l1-level":
@@ -345,6 +355,11 @@ def train(
             "%s --out %s --export-only (KERAS_BACKEND unset) to export the checkpoint",
             out / "params.json",
             out,
+        )
+    elif settings.export and with_floor:
+        _LOGGER.warning(
+            "not exported: the engine does not feed a noise-floor input (model.params.context); "
+            "evaluate the checkpoint with python -m tools.evaluate.floor_ab"
         )
     elif settings.export:
         tflite, params_path = export_checkpoint(

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from streamsep.engine.noisefloor import FloorSettings, NoiseFloorTracker
 from streamsep.engine.params import ModelParams
 from streamsep.errors import ConfigError
 from tools.dataset.blocks import BlockGenerator, block_spectra
 from tools.dataset.mixtures import NOISE_STEM, ORCA_STEM, Clip, Pool, make_mixture
-from tools.dataset.noisefloor import FloorSettings, NoiseFloorTracker, input_context, stream_floor
+from tools.dataset.noisefloor import stream_floor
 
 RATE = 8000
 
@@ -79,9 +80,9 @@ def test_bad_settings_are_refused_by_name(kwargs: dict[str, Any], field: str) ->
 
 
 def test_context_key_is_checked() -> None:
-    assert input_context({}) == "none" and input_context({"context": "floor"}) == "floor"
+    assert _params("none").context == "none" and _params("floor").input_channels == 2
     with pytest.raises(ConfigError, match="model.params.context"):
-        input_context({"context": "median"})
+        _params("median")
 
 
 def _pool() -> Pool:
@@ -170,3 +171,68 @@ def test_widened_floor_unet_starts_where_the_plain_one_was(tmp_path: Any) -> Non
             {**_params("floor").to_dict(), "model": {"type": "unet.unet", "params": {
                 "conv_n_filters": [2, 4, 4, 8, 8, 8], "context": "floor"}}}
         ))  # fmt: skip
+
+
+def test_engine_blocks_carry_the_floor_training_computes() -> None:
+    """The scheduler's floor channels (fed in pieces) are the tools' whole-stream floor."""
+    from streamsep.engine.blocks import BlockScheduler
+    from streamsep.engine.spectral import StreamingStft
+
+    params = _params("floor")
+    rng = np.random.default_rng(8)
+    audio = (rng.standard_normal((3 * RATE, 1)) * 0.01).astype(np.float32)
+    spectra, floor = stream_floor(audio, params)
+    stft = StreamingStft(params.frame_length, params.frame_step, 1)
+    scheduler = BlockScheduler(params.T, params.F, 8, params.n_bins, 1, floor=True)
+    jobs = []
+    for a in range(0, audio.shape[0], 777):
+        jobs += scheduler.feed(stft.feed(audio[a : a + 777]))
+    assert len(jobs) > 5
+    for job in jobs:
+        first = job.end_frame - params.T + 1
+        expected = np.zeros((params.T, params.F, 2), np.float32)
+        frames = slice(max(first, 0), job.end_frame + 1)
+        expected[frames.start - first :, :, :1] = np.abs(spectra[frames, : params.F])
+        expected[frames.start - first :, :, 1:] = floor[frames]
+        np.testing.assert_array_equal(job.spectrogram, expected)
+
+
+@pytest.mark.tools
+def test_exported_floor_model_streams_as_it_separates_offline(tmp_path: Any) -> None:
+    pytest.importorskip("tensorflow", reason="tools extra (TensorFlow) not installed")
+    from streamsep.engine.model import TFLiteModel
+    from streamsep.engine.offline import Separator
+    from streamsep.engine.settings import StreamSettings
+    from streamsep.engine.streamer import BlockSeparator
+    from streamsep.errors import ModelError
+    from tools.export_tflite import export, randomize_weights
+    from tools.unet import build_unet
+
+    params = _params("floor")
+    keras_model = build_unet(params)
+    randomize_weights(keras_model, seed=2)
+    path, _ = export(keras_model, params, tmp_path, name="floor")
+    model = TFLiteModel(path, params)
+    block = np.abs(np.random.default_rng(3).standard_normal((32, 64, 2))).astype(np.float32)
+    masks = model.predict(block)
+    assert masks.shape == (2, 32, 64, 1)
+    outputs = [np.asarray(o)[0] for o in keras_model(block[None], training=False)]
+    powered = np.stack(outputs) ** 2
+    total = powered.sum(axis=0)
+    solid = total > 1e-4  # where both stems are near 0 the ratio is ill-conditioned
+    assert solid.mean() > 0.9
+    expected = powered / (total + 1e-10)
+    np.testing.assert_allclose(masks[:, solid], expected[:, solid], atol=2e-4)
+    with pytest.raises(ModelError, match="floor context"):
+        TFLiteModel(path, _params("none"))  # a floor model needs params that say so
+
+    audio = (np.random.default_rng(4).standard_normal((2 * RATE, 1)) * 0.05).astype(np.float32)
+    stream = StreamSettings(hop_frames=8, lookahead_frames=8)
+    offline = Separator(params, model, stream=stream).separate(audio, RATE)
+    engine = BlockSeparator(model, stream)
+    pieces = [engine.feed(audio[a : a + 1000]) for a in range(0, audio.shape[0], 1000)]
+    pieces.append(engine.flush())
+    streamed = np.concatenate(pieces, axis=1)[:, engine.latency_samples :][:, : audio.shape[0]]
+    for i, stem in enumerate(params.instrument_list):
+        np.testing.assert_array_equal(streamed[i], offline[stem])
+    assert np.abs(offline[ORCA_STEM]).max() > 0

@@ -108,9 +108,9 @@ def randomize_weights(model: keras.Model, seed: int) -> None:
 
 
 def random_blocks(params: ModelParams, n: int, seed: int = 0) -> list[NDArray[np.float32]]:
-    """``n`` random magnitude blocks ``|N(0, 1)|``, shape ``(1, T, F, n_channels)`` float32."""
+    """``n`` random magnitude blocks ``|N(0, 1)|``, shape ``(1, T, F, input_channels)`` float32."""
     rng = np.random.default_rng(seed)
-    shape = (1, params.T, params.F, params.n_channels)
+    shape = (1, params.T, params.F, params.input_channels)
     return [np.abs(rng.standard_normal(shape)).astype(np.float32) for _ in range(n)]
 
 
@@ -119,7 +119,7 @@ def _converter(model: keras.Model, params: ModelParams, saved_model_dir: Path) -
     import tensorflow as tf
 
     names = [f"{instrument}_spectrogram" for instrument in params.instrument_list]
-    shape = (1, params.T, params.F, params.n_channels)
+    shape = (1, params.T, params.F, params.input_channels)
 
     def serve(mix: Any) -> dict[str, Any]:
         outputs = model(mix, training=False)
@@ -207,11 +207,11 @@ def export(
         raise ValueError(
             f"export needs the tensorflow Keras backend, got {keras.backend.backend()}"
         )
-    expected = (params.T, params.F, params.n_channels)
+    expected = (params.T, params.F, params.input_channels)
     if tuple(model.input_shape[1:]) != expected:
         raise ValueError(
-            f"model input {tuple(model.input_shape[1:])} disagrees with params (T, F, n_channels) "
-            f"= {expected}"
+            f"model input {tuple(model.input_shape[1:])} disagrees with params (T, F, "
+            f"input_channels) = {expected}"
         )
     if len(model.outputs) != params.n_stems:
         raise ValueError(f"expected {params.n_stems} model outputs, got {len(model.outputs)}")

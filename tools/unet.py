@@ -26,7 +26,6 @@ import numpy as np
 
 from streamsep.engine.params import ModelParams
 from streamsep.errors import ConfigError
-from tools.dataset.noisefloor import input_context
 
 __all__ = [
     "DEFAULT_CONV_N_FILTERS",
@@ -293,7 +292,7 @@ def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
     """
     filters = conv_n_filters(params)
     model_params = params.model_params
-    with_floor = input_context(model_params) == "floor"
+    with_floor = params.context == "floor"
     n_in = params.n_channels * (2 if with_floor else 1)
     inputs = keras.Input(
         shape=(params.T, params.F, n_in),

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from streamsep.engine.noisefloor import NoiseFloorTracker
+
 __all__ = ["BlockJob", "BlockScheduler", "MaskCombiner", "block_weights"]
 
 
@@ -27,7 +29,8 @@ class BlockJob:
     end_frame: int
     """Index of the block's last frame."""
     spectrogram: NDArray[np.float32]
-    """Model input: magnitudes, shape (T, F, n_channels)."""
+    """Model input: magnitudes, shape (T, F, n_channels); with a floor context the running
+    noise floor follows as ``n_channels`` more channels."""
     stft: NDArray[np.complex64]
     """The frames new in this block, ``[end_frame - hop_frames + 1, end_frame]``:
     shape (hop_frames, n_bins, n_channels)."""
@@ -60,14 +63,22 @@ class BlockScheduler:
         Frames between consecutive blocks.
     n_bins, n_channels : int
         Shape of the STFT frames fed in.
+    floor : bool
+        Also give each block the running noise floor of its frames
+        (:class:`~streamsep.engine.noisefloor.NoiseFloorTracker`, fed every frame in order from
+        the stream's start) as ``n_channels`` more channels: blocks ``(T, F, 2 n_channels)``.
     """
 
-    def __init__(self, T: int, F: int, hop_frames: int, n_bins: int, n_channels: int) -> None:
+    def __init__(
+        self, T: int, F: int, hop_frames: int, n_bins: int, n_channels: int, *, floor: bool = False
+    ) -> None:
         self.T = T
         self.F = F
         self.hop_frames = hop_frames
         self.n_bins = n_bins
         self.n_channels = n_channels
+        self._floor = NoiseFloorTracker(F * n_channels) if floor else None
+        self.input_channels = n_channels * (2 if floor else 1)
         self.reset()
 
     def reset(self) -> None:
@@ -75,7 +86,9 @@ class BlockScheduler:
         # Magnitudes of frames [n_frames - fill, n_frames) live in _magnitudes[:fill]; the
         # buffer keeps at least the last T frames and is compacted only when full.
         capacity = 2 * self.T + self.hop_frames
-        self._magnitudes = np.zeros((capacity, self.F, self.n_channels), dtype=np.float32)
+        self._magnitudes = np.zeros((capacity, self.F, self.input_channels), dtype=np.float32)
+        if self._floor is not None:
+            self._floor.reset()
         self._fill = self.T
         self._stft_pending: list[NDArray[np.complex64]] = []
         self._n_pending = 0
@@ -92,13 +105,18 @@ class BlockScheduler:
             keep = self._magnitudes[self._fill - self.T : self._fill]
             capacity = max(self._magnitudes.shape[0], 2 * self.T + m)
             if capacity > self._magnitudes.shape[0]:
-                grown = np.zeros((capacity, self.F, self.n_channels), dtype=np.float32)
+                grown = np.zeros((capacity, self.F, self.input_channels), dtype=np.float32)
                 grown[: self.T] = keep
                 self._magnitudes = grown
             else:
                 self._magnitudes[: self.T] = keep
             self._fill = self.T
-        np.abs(frames[:, : self.F, :], out=self._magnitudes[self._fill : self._fill + m])
+        rows = self._magnitudes[self._fill : self._fill + m]
+        C = self.n_channels
+        np.abs(frames[:, : self.F, :], out=rows[:, :, :C])
+        if self._floor is not None:
+            floor = self._floor.process(rows[:, :, :C].reshape(m, -1))
+            rows[:, :, C:] = floor.reshape(m, self.F, C)
         self._fill += m
 
     def feed(self, frames: NDArray[np.complex64]) -> list[BlockJob]:

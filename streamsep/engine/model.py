@@ -1,9 +1,11 @@
 """Mask models: a LiteRT (TFLite) U-Net, or the built-in ``passthrough`` diagnostic model.
 
-A model takes one block of magnitudes ``(T, F, n_channels)`` and returns Spleeter ratio masks
-``(n_stems, T, F, n_channels)``. The TFLite file holds the network only (input
-``(1, T, F, n_channels)``, one output spectrogram per stem, named ``<instrument>_spectrogram``);
-the ratio-mask formula is applied here, in float32, as Spleeter does.
+A model takes one block of magnitudes ``(T, F, n_channels)`` (with a noise-floor context,
+``ModelParams.context``, the floor follows as ``n_channels`` more channels) and returns Spleeter
+ratio masks ``(n_stems, T, F, n_channels)``. The TFLite file holds the network only (input
+``(1, T, F, ModelParams.input_channels)``, one output spectrogram per stem of shape
+``(1, T, F, n_channels)``, named ``<instrument>_spectrogram``); the ratio-mask formula is
+applied here, in float32, as Spleeter does.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class TFLiteModel:
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"cannot load model {self.path}: {e}") from e
         self._expected_shape = (1, params.T, params.F, params.n_channels)
+        self._input_shape = (1, params.T, params.F, params.input_channels)
         self._check_constants()
         self._input_index, self._output_indices = self._bind()
         self._probe()
@@ -125,7 +128,7 @@ class TFLiteModel:
         _LOGGER.info(
             "loaded %s: input %s, stems %s, %d thread(s)",
             self.path.name,
-            self._expected_shape,
+            self._input_shape,
             list(params.instrument_list),
             num_threads,
         )
@@ -155,7 +158,7 @@ class TFLiteModel:
         """Run one block of noise; refuse a model that cannot run (the interpreter allocates
         its arena and starts its threads here) or whose output is not finite."""
         rng = np.random.default_rng(0)
-        block = np.abs(rng.standard_normal(self._expected_shape[1:], dtype=np.float32))
+        block = np.abs(rng.standard_normal(self._input_shape[1:], dtype=np.float32))
         try:
             self._interpreter.allocate_tensors()
             outputs = self._run(block)
@@ -194,10 +197,15 @@ class TFLiteModel:
         if len(inputs) != 1:
             raise ModelError(f"model {self.path}: expected 1 input, got {len(inputs)}: {inputs}")
         in_shape = tuple(int(d) for d in runner.get_input_details()[inputs[0]]["shape"])
-        if in_shape != self._expected_shape:
+        if in_shape != self._input_shape:
+            floor = self.params.context == "floor"
+            what = "2 n_channels (floor context)" if floor else "n_channels"
+            hint = ""
+            if not floor and in_shape == (*self._input_shape[:3], 2 * self.params.n_channels):
+                hint = '; a model with a floor context needs model.params.context "floor"'
             raise ModelError(
                 f"model {self.path}: input shape {in_shape} disagrees with params "
-                f"(1, T, F, n_channels) = {self._expected_shape}"
+                f"(1, T, F, {what}) = {self._input_shape}{hint}"
             )
         available = list(signatures[key]["outputs"])
         if len(available) != self.params.n_stems:
@@ -231,14 +239,15 @@ class TFLiteModel:
         ]
 
     def predict(self, spectrogram: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Ratio masks ``(n_stems, T, F, n_channels)`` for magnitudes ``(T, F, n_channels)``.
+        """Ratio masks ``(n_stems, T, F, n_channels)`` for magnitudes ``(T, F, n_channels)``
+        (with a floor context, ``(T, F, 2 n_channels)``: the floor follows the mix).
 
         Called from the worker thread only.
         """
-        if spectrogram.shape != self._expected_shape[1:]:
+        if spectrogram.shape != self._input_shape[1:]:
             raise ModelError(
-                f"block shape {spectrogram.shape} disagrees with (T, F, n_channels) = "
-                f"{self._expected_shape[1:]}"
+                f"block shape {spectrogram.shape} disagrees with the model input "
+                f"{self._input_shape[1:]}"
             )
         stacked = np.stack(self._run(spectrogram))
         return ratio_masks(stacked, self.params.separation_exponent)

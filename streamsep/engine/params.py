@@ -24,11 +24,13 @@ from typing import Any, Final
 from streamsep.errors import ConfigError
 from streamsep.validate import JsonTextError, decode_json
 
-__all__ = ["ModelParams", "load_params", "MASK_EXTENSIONS", "LIMITS"]
+__all__ = ["ModelParams", "load_params", "MASK_EXTENSIONS", "CONTEXTS", "LIMITS"]
 
 _LOGGER = logging.getLogger(__name__)
 
 MASK_EXTENSIONS: Final = ("zeros", "average")
+CONTEXTS: Final = ("none", "floor")
+"""``model.params.context`` values (see :attr:`ModelParams.context`)."""
 
 LIMITS: Final = {
     "sample_rate": 1_536_000,
@@ -185,6 +187,11 @@ class ModelParams:
                 f"params: stream.hop_frames must be <= lookahead_frames + 1 = {lookahead + 1}, "
                 f"got {hop}"
             )
+        context = self.model_params.get("context", "none")
+        if context not in CONTEXTS:
+            raise ConfigError(
+                f"params: model.params.context must be one of {list(CONTEXTS)}, got {context!r}"
+            )
         if not 0 <= self.highpass_hz < self.sample_rate / 2:  # False for NaN
             raise ConfigError(
                 f"params: highpass_hz must be a finite number in [0, {self.sample_rate / 2}), "
@@ -216,6 +223,18 @@ class ModelParams:
         """The ``model.params`` section (filters, activations)."""
         params = self.model.get("params", {}) if isinstance(self.model, dict) else {}
         return dict(params or {})
+
+    @property
+    def context(self) -> str:
+        """``model.params.context``: ``none`` (default), or ``floor``: the model also gets the
+        running noise floor of every frame (:mod:`streamsep.engine.noisefloor`) as
+        ``n_channels`` more input channels after the mix's."""
+        return str(self.model_params.get("context", "none"))
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of a model input block: ``n_channels``, twice that with a floor context."""
+        return self.n_channels * (2 if self.context == "floor" else 1)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "params") -> ModelParams:

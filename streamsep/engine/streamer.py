@@ -65,7 +65,12 @@ class Analyzer:
         )
         self._stft = StreamingStft(params.frame_length, params.frame_step, params.n_channels)
         self._scheduler = BlockScheduler(
-            params.T, params.F, hop_frames, params.n_bins, params.n_channels
+            params.T,
+            params.F,
+            hop_frames,
+            params.n_bins,
+            params.n_channels,
+            floor=params.context == "floor",
         )
 
     def reset(self) -> None:

@@ -23,7 +23,7 @@ from tools.dataset.mixtures import (
     Pool,
     make_mixture,
 )
-from tools.dataset.noisefloor import input_context, stream_floor
+from tools.dataset.noisefloor import stream_floor
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class BlockGenerator:
         self.p_synthetic = p_synthetic if augment else 0.0
         self.p_colour = p_colour if augment else 0.0
         self.n_samples = block_samples(params)
-        self.with_floor = input_context(params.model_params) == "floor"
+        self.with_floor = params.context == "floor"
         self.context_seconds = context_seconds
 
     def example(self, rng: np.random.Generator) -> Batch:

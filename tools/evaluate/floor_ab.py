@@ -3,8 +3,8 @@ help? Scores Keras checkpoints, with and without ``model.params.context = "floor
 validation mixtures of ``tools.evaluate`` (same seed), cold (the mixture is the whole stream) and
 warm (the stream starts ``--context`` seconds of the same noise earlier; only the mixture's own
 samples are scored). Every model runs Spleeter's segmentation (whole ``T``-frame blocks from the
-stream's first frame, no overlap), offline: the engine does not feed a floor input yet, so this
-compares like with like, not with the streaming numbers of the model card.
+stream's first frame, no overlap) on Keras checkpoints, offline: like with like, not the
+streaming numbers of the model card (``tools.evaluate`` gives those for exported models).
 
 Usage::
 
@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from streamsep.engine.params import ModelParams, load_params
 from streamsep.engine.spectral import apply_masks, istft, ratio_masks, stft
-from tools.dataset.noisefloor import input_context, stream_floor
+from tools.dataset.noisefloor import stream_floor
 from tools.evaluate.methods import _highpass, _mixtures
 from tools.evaluate.metrics import si_sdr
 
@@ -38,7 +38,7 @@ _LOGGER = logging.getLogger(__name__)
 def separate_orca(model: Any, params: ModelParams, mix: NDArray[np.float32]) -> NDArray[np.float32]:
     """Orca stem of ``mix`` (n,) by ``model`` in whole ``T``-frame blocks (Spleeter's way)."""
     audio = mix[:, None]
-    if input_context(params.model_params) == "floor":
+    if params.context == "floor":
         spectra, floor = stream_floor(audio, params)
         x = np.concatenate([np.abs(spectra[:, : params.F]), floor], axis=-1)
     else:

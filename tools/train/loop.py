@@ -19,7 +19,6 @@ from streamsep.engine.params import ModelParams
 from streamsep.errors import ConfigError
 from tools.dataset.blocks import Batch, BlockGenerator
 from tools.dataset.mixtures import load_pool
-from tools.dataset.noisefloor import input_context
 from tools.train.losses import LOSSES, l1_level_per_stem, l1_per_stem, sdr_per_stem
 
 _LOGGER = logging.getLogger(__name__)
@@ -200,7 +199,7 @@ def train(
     stems = params.instrument_list
     keras.utils.set_random_seed(settings.seed)
     model = build_unet(params, training=True)
-    with_floor = input_context(params.model_params) == "floor"
+    with_floor = params.context == "floor"
     n_mix = params.n_channels
     if settings.freeze_batch_norm:
         for layer in model.layers:
@@ -355,11 +354,6 @@ def train(
             "%s --out %s --export-only (KERAS_BACKEND unset) to export the checkpoint",
             out / "params.json",
             out,
-        )
-    elif settings.export and with_floor:
-        _LOGGER.warning(
-            "not exported: the engine does not feed a noise-floor input (model.params.context); "
-            "evaluate the checkpoint with python -m tools.evaluate.floor_ab"
         )
     elif settings.export:
         tflite, params_path = export_checkpoint(

@@ -70,17 +70,23 @@ class NoiseFloorTracker:
         frames = np.asarray(magnitudes, np.float32)
         if frames.ndim != 2 or frames.shape[1] != self.n_bins:
             raise ValueError(f"magnitudes must be (n_frames, {self.n_bins}), got {frames.shape}")
-        out = np.zeros_like(frames)
+        log_x = np.log(np.maximum(frames, np.float32(_TINY)))
+        sounding = frames.max(axis=1, initial=0.0) > 0
+        log_out = np.empty_like(frames)
+        first = -1  # the first output row after a sounding frame
         warmup = self.settings.warmup_frames
-        log_floor = self._log_floor
-        for t, frame in enumerate(frames):
-            if frame.max() > 0:
-                log_x = np.log(np.maximum(frame, np.float32(_TINY)))
+        log_floor, up, down = self._log_floor, self._up, -self._down
+        for t in range(frames.shape[0]):
+            if sounding[t]:
                 if self._seen < warmup:
-                    log_floor += (log_x - log_floor) / np.float32(self._seen + 1)
+                    log_floor += (log_x[t] - log_floor) / np.float32(self._seen + 1)
                 else:
-                    log_floor += np.where(log_x > log_floor, self._up, -self._down)
+                    log_floor += np.where(log_x[t] > log_floor, up, down)
                 self._seen += 1
-            if self._seen:
-                out[t] = np.exp(log_floor)
+            if self._seen and first < 0:
+                first = t
+            log_out[t] = log_floor
+        out = np.zeros_like(frames)
+        if first >= 0:
+            np.exp(log_out[first:], out=out[first:])
         return out

@@ -236,3 +236,11 @@ def test_exported_floor_model_streams_as_it_separates_offline(tmp_path: Any) -> 
     for i, stem in enumerate(params.instrument_list):
         np.testing.assert_array_equal(streamed[i], offline[stem])
     assert np.abs(offline[ORCA_STEM]).max() > 0
+
+
+def test_spleeter_checkpoints_refuse_a_floor_context(tmp_path: Any) -> None:
+    from streamsep.engine.checkpoint import cached_tflite_for_checkpoint
+    from streamsep.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"remove model.params.context \('floor'\)"):
+        cached_tflite_for_checkpoint(tmp_path, _params("floor"))

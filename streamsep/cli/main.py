@@ -183,6 +183,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"sample_rate {p.sample_rate} Hz, frame_length {p.frame_length}, frame_step "
         f"{p.frame_step}, T {p.T}, F {p.F}, n_channels {p.n_channels}, highpass_hz {p.highpass_hz}"
     )
+    if p.context == "floor":
+        print("input: the mix and its running noise floor per bin (model.params.context floor)")
     print(f"hop_frames {engine.hop_frames}, lookahead_frames {engine.lookahead_frames}")
     print(
         f"latency: {engine.latency_samples} samples = {engine.latency_seconds:.3f} s "

@@ -274,6 +274,11 @@ def cached_tflite_for_checkpoint(
         disagrees with ``params`` (the converter's one-line reason is in the message).
     """
     directory = Path(checkpoint_dir)
+    if params.context != "none":
+        raise ModelError(
+            f"Spleeter checkpoint {directory}: Spleeter's U-Net takes no noise-floor input; "
+            f"remove model.params.context ({params.context!r}) from its params"
+        )
     prefix = find_checkpoint(directory)
     key = conversion_key(prefix, params, precision)
     name = f"streamsep-{key}"

@@ -2,9 +2,11 @@
 help? Scores Keras checkpoints, with and without ``model.params.context = "floor"``, on the same
 validation mixtures of ``tools.evaluate`` (same seed), cold (the mixture is the whole stream) and
 warm (the stream starts ``--context`` seconds of the same noise earlier; only the mixture's own
-samples are scored). Every model runs Spleeter's segmentation (whole ``T``-frame blocks from the
-stream's first frame, no overlap) on Keras checkpoints, offline: like with like, not the
-streaming numbers of the model card (``tools.evaluate`` gives those for exported models).
+samples are scored), and with ``--steps-db`` warm with a level step where the mixture starts (the
+floor then lags behind the level). Every model runs Spleeter's segmentation (whole
+``T``-frame blocks from the stream's first frame, no overlap) on Keras checkpoints, offline:
+like with like, not the streaming numbers of the model card (``tools.evaluate`` gives those for
+exported models).
 
 Usage::
 
@@ -63,6 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-per-snr", type=int, default=8, help="mixtures per SNR (8)")
     parser.add_argument("--context", type=float, default=10.0, help="warm start, seconds (10)")
     parser.add_argument(
+        "--steps-db",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="DB",
+        help="also warm starts whose level jumps by DB at the mixture (the context DB quieter)",
+    )
+    parser.add_argument(
         "--model",
         nargs=3,
         action="append",
@@ -85,7 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     base_params = models[0][1]
     rate = base_params.sample_rate
     results: dict[str, Any] = {}
-    for start, context in (("cold", 0.0), ("warm", args.context)):
+    conditions = [("cold", 0.0, 0.0), ("warm", args.context, 0.0)]
+    conditions += [(f"step {step:+g} dB", args.context, step) for step in args.steps_db]
+    for start, context, step_db in conditions:
         mixtures = _mixtures(
             args.data,
             args.split,
@@ -101,10 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for _, mixture in mixtures:
             n = mixture.mix.shape[0]
             own = slice(n - int(round(8.0 * rate)), n)
+            mix = mixture.mix.copy()
+            mix[: own.start] *= np.float32(10 ** (-step_db / 20))  # a level step at the mixture
             ref = _highpass(mixture.sources["orca_vocals"], base_params)[own]
-            base = si_sdr(ref, _highpass(mixture.mix, base_params)[own])
+            base = si_sdr(ref, _highpass(mix, base_params)[own])
             for name, params, model in models:
-                orca = separate_orca(model, params, mixture.mix)
+                orca = separate_orca(model, params, mix)
                 scores[name].append(si_sdr(ref, orca[own]) - base)
         results[start] = {
             name: {"mean": float(np.mean(v)), "sem": float(np.std(v) / np.sqrt(len(v))), "all": v}

@@ -51,3 +51,37 @@ def test_a_quantised_export_is_refused_with_the_reason() -> None:
     params = load_params(DATA / "orca_unet.json")
     with pytest.raises(ModelError, match="without float32 weights"):
         keras_model_from_tflite(DATA / "orca_unet_int8.tflite", params)
+
+
+@pytest.mark.parametrize(
+    ("subpixel", "context"), [(False, "none"), (True, "none"), (True, "floor")]
+)
+def test_both_deconvolution_exports_and_a_floor_input_rebuild(
+    tmp_path: Path, subpixel: bool, context: str
+) -> None:
+    """TRANSPOSE_CONV exports and sub-pixel ones (four per-phase convolutions from 16 filters,
+    one 3x3 convolution below) give back the weights they were made from."""
+    pytest.importorskip("tensorflow", reason="exporting needs TensorFlow (the tools extra)")
+    from streamsep.engine.params import ModelParams
+    from tools.export_tflite import export, randomize_weights
+    from tools.unet import build_unet
+
+    model_params = {"conv_n_filters": [4, 8, 16, 16, 32, 32], "input_norm": "log"}
+    params = ModelParams(
+        instrument_list=("orca_vocals", "noise"),
+        sample_rate=8000,
+        frame_length=256,
+        frame_step=64,
+        T=64,
+        F=64,
+        n_channels=1,
+        model={"type": "unet.unet", "params": {**model_params, "context": context}},
+    )
+    source = build_unet(params)
+    randomize_weights(source, seed=4)
+    path, _ = export(source, params, tmp_path, name="m", subpixel=subpixel)
+    rebuilt = keras_model_from_tflite(path, params)
+    assert max(parity_db(rebuilt, path, params).values()) < -90.0
+    for a, b in zip(source.get_weights(), rebuilt.get_weights(), strict=True):
+        if a.ndim == 4:  # kernels; batch norms are stored folded
+            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)

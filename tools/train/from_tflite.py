@@ -3,8 +3,10 @@
 The bundled model's training checkpoints are not in the repository (``runs/`` is not
 committed), but its ``.tflite`` file holds every weight: per stem the encoder and mask
 convolutions (``CONV_2D``, kernels ``(out, h, w, in)``), the transposed convolutions
-(``TRANSPOSE_CONV``, kernels ``(out, h, w, in)``, bias fused) and each batch norm as the
-converter left it, a ``MUL`` by a per-channel scale and an ``ADD`` of a per-channel shift.
+(``TRANSPOSE_CONV``, kernels ``(out, h, w, in)``, bias fused; or, as :mod:`tools.subpixel`
+exports them, convolutions feeding a ``DEPTH_TO_SPACE``, put back together) and each batch norm
+as the converter left it, a ``MUL`` by a per-channel scale and an ``ADD`` of a per-channel
+shift.
 This tool walks the graph of each stem's output back to its operators (in execution order)
 and writes them into :func:`tools.unet.build_unet`'s layers in creation order; a batch norm
 becomes ``gamma = scale * sqrt(1 + epsilon)``, ``beta = shift``, ``moving_mean = 0``,
@@ -94,15 +96,27 @@ def read_tflite_weights(path: Path, params: ModelParams) -> dict[str, StemWeight
             seen.add(op["index"])
             stack.extend(int(i) for i in op["inputs"] if i >= 0)
         stem: StemWeights = {"conv": [], "deconv": [], "bn": []}
+        in_subpixel: set[int] = set()  # CONV_2D ops that are parts of a sub-pixel deconvolution
         for op in sorted((o for o in ops if o["index"] in seen), key=lambda o: o["index"]):
             kind, inputs = op["op_name"], [int(i) for i in op["inputs"]]
+            if kind == "DEPTH_TO_SPACE":
+                parts, deconv = _subpixel_deconv(op, producer, constant, path)
+                in_subpixel |= parts
+                stem["deconv"].append(deconv)
+        for op in sorted((o for o in ops if o["index"] in seen), key=lambda o: o["index"]):
+            kind, inputs = op["op_name"], [int(i) for i in op["inputs"]]
+            if kind == "CONV_2D" and op["index"] in in_subpixel:
+                continue
             if kind in ("CONV_2D", "TRANSPOSE_CONV"):
                 kernel_at, bias_at = (1, 2) if kind == "CONV_2D" else (1, 3)
                 kernel = constant(inputs[kernel_at])
                 bias = constant(inputs[bias_at]) if len(inputs) > bias_at else None
                 if kernel is None or bias is None:
                     raise ModelError(f"{path}: {kind} without float32 weights (quantised?)")
-                stem["conv" if kind == "CONV_2D" else "deconv"].append((kernel, bias))
+                if kind == "TRANSPOSE_CONV":
+                    stem["deconv"].append((kernel, bias))
+                else:
+                    stem["conv"].append((kernel, bias))
             elif kind == "MUL":
                 scale = constant(inputs[1])
                 if scale is None or scale.ndim != 1:
@@ -115,6 +129,66 @@ def read_tflite_weights(path: Path, params: ModelParams) -> dict[str, StemWeight
                 stem["bn"].append((scale, shift))
         weights[instrument] = stem
     return weights
+
+
+def _subpixel_deconv(
+    op: dict[str, Any],
+    producer: dict[int, dict[str, Any]],
+    constant: Any,
+    path: Path,
+) -> tuple[set[int], tuple[NDArray[np.float32], NDArray[np.float32]]]:
+    """The 5x5 stride-2 transposed convolution that :mod:`tools.subpixel` exported as the
+    convolutions feeding this ``DEPTH_TO_SPACE``: ``(their op indices, (kernel (out, 5, 5, in),
+    bias))``, the kernel laid out as ``TRANSPOSE_CONV`` stores it.
+
+    Two forms: four per-phase ``CONV_2D`` s (2x2, 2x3, 3x2, 3x3 taps), concatenated, then an
+    ``ADD`` of the bias tiled four times; or one 3x3 ``CONV_2D`` with ``4 filters`` outputs,
+    phase-major, its bias the tiled bias.
+    """
+    from tools.subpixel import _PHASE_TAPS, _tap
+
+    def weights(conv: dict[str, Any]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        inputs = [int(i) for i in conv["inputs"]]
+        kernel = constant(inputs[1])
+        bias = constant(inputs[2]) if len(inputs) > 2 else None
+        if kernel is None or bias is None:
+            raise ModelError(f"{path}: CONV_2D without float32 weights (quantised?)")
+        return kernel, bias
+
+    source = producer.get(int(op["inputs"][0]))
+    tiled = None
+    if source is not None and source["op_name"] == "ADD":
+        tiled = constant(int(source["inputs"][1]))
+        source = producer.get(int(source["inputs"][0]))
+    if source is not None and source["op_name"] == "CONCATENATION":
+        convs = [producer.get(int(i)) for i in source["inputs"]]
+        if len(convs) != 4 or any(c is None or c["op_name"] != "CONV_2D" for c in convs):
+            raise ModelError(f"{path}: a DEPTH_TO_SPACE whose input is not four convolutions")
+        phases = [weights(c) for c in convs if c is not None]
+        filters, n_in = phases[0][0].shape[0], phases[0][0].shape[3]
+        kernel = np.zeros((filters, 5, 5, n_in), np.float32)
+        for index, (phase_kernel, _) in enumerate(phases):
+            rows, cols = _PHASE_TAPS[index // 2], _PHASE_TAPS[index % 2]
+            kernel[:, np.ix_(rows, cols)[0], np.ix_(rows, cols)[1], :] = phase_kernel
+        if tiled is None:
+            raise ModelError(f"{path}: per-phase convolutions without their bias ADD")
+        return {int(c["index"]) for c in convs if c is not None}, (kernel, tiled[:filters])
+    if source is not None and source["op_name"] == "CONV_2D":
+        kernel3, bias = weights(source)
+        filters, n_in = kernel3.shape[0] // 4, kernel3.shape[3]
+        kernel = np.zeros((filters, 5, 5, n_in), np.float32)
+        for a in range(3):
+            for b in range(3):
+                for p in range(2):
+                    for q in range(2):
+                        kr, kc = _tap(p, a - 1), _tap(q, b - 1)
+                        if kr is not None and kc is not None:
+                            phase = slice((2 * p + q) * filters, (2 * p + q + 1) * filters)
+                            kernel[:, kr, kc, :] = kernel3[phase, a, b, :]
+        if tiled is not None:
+            bias = bias + tiled
+        return {int(source["index"])}, (kernel, bias[:filters])
+    raise ModelError(f"{path}: a DEPTH_TO_SPACE that is not a sub-pixel deconvolution")
 
 
 def keras_model_from_tflite(path: Path, params: ModelParams) -> Any:
@@ -181,7 +255,7 @@ def _assign(
 def parity_db(model: Any, path: Path, params: ModelParams, seed: int = 0) -> dict[str, float]:
     """``20 log10(||keras - tflite|| / ||tflite||)`` per stem on one block of magnitudes."""
     rng = np.random.default_rng(seed)
-    block = np.abs(rng.standard_normal((1, params.T, params.F, params.n_channels)))
+    block = np.abs(rng.standard_normal((1, params.T, params.F, params.input_channels)))
     block = (block * 10 ** rng.uniform(-4, -1, size=(1, 1, params.F, 1))).astype(np.float32)
     runner = _interpreter(path).get_signature_runner("serving_default")
     reference = runner(mix_spectrogram=block)

@@ -244,3 +244,17 @@ def test_spleeter_checkpoints_refuse_a_floor_context(tmp_path: Any) -> None:
 
     with pytest.raises(ModelError, match=r"remove model.params.context \('floor'\)"):
         cached_tflite_for_checkpoint(tmp_path, _params("floor"))
+
+
+@pytest.mark.tools
+def test_training_a_floor_model_on_a_built_dataset_is_refused(tmp_path: Any) -> None:
+    pytest.importorskip("keras", reason="tools extra (Keras) not installed")
+    import json
+
+    from tools.train.__main__ import main
+
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps(_params("floor").to_dict()))
+    argv = ["--params", str(path), "--out", str(tmp_path / "run"), "--steps", "1"]
+    with pytest.raises(SystemExit, match="carry no noise context"):
+        main([*argv, "--train-csv", str(tmp_path / "train.csv")])

@@ -178,6 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size = args.batch_size or int(params.extra.get("batch_size", 8))
         learning_rate = args.lr or float(params.extra.get("learning_rate", 1e-3))
         generator: BlockGenerator
+        if params.context == "floor" and (args.train_csv or args.val_csv):
+            raise ConfigError(
+                "--train-csv/--val-csv: a model with model.params.context \"floor\" needs "
+                "mixtures made on the fly (a built dataset's rows carry no noise context)"
+            )
         if args.train_csv is not None:
             if args.loss == "sdr":
                 raise ConfigError("--loss sdr needs mixtures made on the fly (not --train-csv)")

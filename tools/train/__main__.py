@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         generator: BlockGenerator
         if params.context == "floor" and (args.train_csv or args.val_csv):
             raise ConfigError(
-                "--train-csv/--val-csv: a model with model.params.context \"floor\" needs "
+                '--train-csv/--val-csv: a model with model.params.context "floor" needs '
                 "mixtures made on the fly (a built dataset's rows carry no noise context)"
             )
         if args.train_csv is not None:

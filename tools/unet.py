@@ -282,8 +282,8 @@ def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
         Input ``mix_spectrogram``, shape ``(batch, T, F, n_channels)`` float32, magnitudes
         (with ``model.params.context = "floor"``: ``2 n_channels``, the mix's then its running
         noise floor's, :mod:`tools.dataset.noisefloor`).
-        Outputs, in ``instrument_list`` order, ``<instrument>_spectrogram`` of the same shape:
-        ``sigmoid mask * input``.
+        Outputs, in ``instrument_list`` order, ``<instrument>_spectrogram`` of shape
+        ``(batch, T, F, n_channels)``: ``sigmoid mask * mix``.
 
     Raises
     ------
@@ -293,9 +293,8 @@ def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
     filters = conv_n_filters(params)
     model_params = params.model_params
     with_floor = params.context == "floor"
-    n_in = params.n_channels * (2 if with_floor else 1)
     inputs = keras.Input(
-        shape=(params.T, params.F, n_in),
+        shape=(params.T, params.F, params.input_channels),
         batch_size=None if training else 1,
         name="mix_spectrogram",
         dtype="float32",

@@ -159,11 +159,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.keep_every is not None and args.keep_every < 1:
         parser.error(f"--keep-every: need a step count >= 1, got {args.keep_every}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.backend == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     try:
         params = load_params(args.params)
         if args.filters is not None:
@@ -204,6 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 p_synthetic=args.synthetic_noise,
                 p_colour=args.noise_colour,
             )
+        if args.backend == "tensorflow":  # after every check that needs no TensorFlow
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
         if args.export_only:
             for path in export_checkpoint(
                 params,

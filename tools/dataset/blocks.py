@@ -23,7 +23,7 @@ from tools.dataset.mixtures import (
     Pool,
     make_mixture,
 )
-from tools.dataset.noisefloor import stream_floor
+from tools.dataset.noisefloor import stream_input
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -196,13 +196,12 @@ class BlockGenerator:
             mix = block_spectra(mix_wave, self.params)
             return np.abs(mix), mix
         audio = np.repeat(mix_wave[:, None], self.params.n_channels, axis=1)
-        spectra, floor = stream_floor(audio, self.params)
+        spectra, x = stream_input(audio, self.params)
         first = (
             self.params.frame_length // self.params.frame_step + n_context // self.params.frame_step
         )
         frames = slice(first, first + self.params.T)
-        mix = spectra[frames, : self.params.F]
-        return np.concatenate([np.abs(mix), floor[frames]], axis=-1), mix
+        return x[frames], spectra[frames, : self.params.F]
 
     def batch(self, index: int) -> Batch:
         """Batch ``index``: ``(mix (B, T, F, C), {stem: (B, T, F, C)})``, float32."""

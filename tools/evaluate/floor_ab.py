@@ -29,8 +29,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamsep.engine.params import ModelParams, load_params
-from streamsep.engine.spectral import apply_masks, istft, ratio_masks, stft
-from tools.dataset.noisefloor import stream_floor
+from streamsep.engine.spectral import apply_masks, istft, ratio_masks
+from tools.dataset.noisefloor import stream_input
 from tools.evaluate.methods import _highpass, _mixtures
 from tools.evaluate.metrics import si_sdr
 
@@ -39,13 +39,7 @@ _LOGGER = logging.getLogger(__name__)
 
 def separate_orca(model: Any, params: ModelParams, mix: NDArray[np.float32]) -> NDArray[np.float32]:
     """Orca stem of ``mix`` (n,) by ``model`` in whole ``T``-frame blocks (Spleeter's way)."""
-    audio = mix[:, None]
-    if params.context == "floor":
-        spectra, floor = stream_floor(audio, params)
-        x = np.concatenate([np.abs(spectra[:, : params.F]), floor], axis=-1)
-    else:
-        spectra = stft(audio, params.frame_length, params.frame_step)
-        x = np.abs(spectra[:, : params.F])
+    spectra, x = stream_input(mix[:, None], params)
     n_frames = x.shape[0]
     n_blocks = -(-n_frames // params.T)
     padded = np.zeros((n_blocks * params.T, *x.shape[1:]), np.float32)

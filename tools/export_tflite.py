@@ -8,7 +8,8 @@ Usage::
 
 Without ``--weights`` the network gets random weights drawn from ``--seed`` (a test or
 benchmark model). The ``.tflite`` file has one signature, ``serving_default``, with input
-``mix_spectrogram`` of shape ``(1, T, F, n_channels)`` float32 and one output per stem named
+``mix_spectrogram`` of shape ``(1, T, F, input_channels)`` float32 (``n_channels``, twice that
+with a noise-floor context) and one output per stem named
 ``<instrument>_spectrogram``; the runtime maps outputs to stems by these names, because the
 converter does not keep the output order.
 
@@ -176,16 +177,16 @@ def export(
     ----------
     model : keras.Model
         A :func:`tools.unet.build_unet` model for ``params`` (input ``(1 or None, T, F,
-        n_channels)``, outputs ``<instrument>_spectrogram`` in ``instrument_list`` order).
+        input_channels)``, outputs ``<instrument>_spectrogram`` in ``instrument_list`` order).
     params : ModelParams
-        Written as the params JSON; its ``T``, ``F``, ``n_channels`` fix the input shape.
+        Written as the params JSON; its ``T``, ``F``, ``input_channels`` fix the input shape.
     out_dir : str or Path
         Created if missing.
     precision : {"float32", "float16", "int8-dynamic", "int8"}
         Quantisation, see :data:`PRECISIONS`.
     name : str
         File stem of both outputs.
-    representative_data : iterable of ndarray, shape (T, F, n_channels) or (1, T, F, n_channels)
+    representative_data : iterable of ndarray, shape (T, F, C) or (1, T, F, C), C = input_channels
         Magnitude blocks for ``int8`` calibration; random ``|N(0, 1)|`` blocks if None.
     subpixel : bool
         Export Spleeter's 5x5 stride-2 transposed convolutions as sub-pixel convolutions

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamsep.engine.params import load_params
+from streamsep.errors import ConfigError
 from streamsep.resources import DEFAULT_MODEL_NAME, data_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +73,19 @@ def test_test_split_is_held_out_whole() -> None:
     test = load_pool(DATA, "test", 8000)
     assert test.files() == TEST_FILES
     assert len(test.noises) == 5 and len(test.calls) == 7
+
+
+def test_exclude_leaves_out_matching_files_and_refuses_a_pattern_that_matches_none() -> None:
+    """``load_pool(..., exclude=)`` (``tools.train --exclude``) drops files by manifest path."""
+    from tools.dataset.mixtures import load_pool
+
+    whole = load_pool(DATA, "train", 8000).files()
+    some = load_pool(DATA, "train", 8000, exclude=["noise/orcacnn_*"]).files()
+    dropped = whole - some
+    assert dropped and all(f.startswith("noise/orcacnn_") for f in dropped), sorted(dropped)
+    assert not any(f.startswith("noise/orcacnn_") for f in some)
+    with pytest.raises(ConfigError, match=r"exclude pattern 'nothing/\*' matches no file"):
+        load_pool(DATA, "train", 8000, exclude=["nothing/*"])
 
 
 def test_evaluate_reports_per_noise_recording() -> None:

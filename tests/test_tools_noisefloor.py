@@ -166,6 +166,15 @@ def test_widened_floor_unet_starts_where_the_plain_one_was(tmp_path: Any) -> Non
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)
     first = next(layer for layer in floor.layers if layer.weights).get_weights()[0]
     assert first.shape[2] == 2 and not first[:, :, 1:].any()  # the floor starts unheard
+    # Training-time validation scores the floor model against its mix channels only.
+    from tools.train.steps import make_steps
+
+    ys = [np.abs(rng.standard_normal((2, 32, 64, 1))).astype(np.float32) for _ in range(2)]
+    sdr = [
+        [float(v) for v in make_steps(m, None, lambda *a: [], 2.0, 1).eval_sdr(xm, ys)]
+        for m, xm in ((plain, x[..., :1]), (floor, x))
+    ]
+    np.testing.assert_allclose(sdr[1], sdr[0], rtol=1e-4, atol=1e-4)
     with pytest.raises(ConfigError, match="input_norm"):
         build_unet(_params("floor").__class__.from_dict(
             {**_params("floor").to_dict(), "model": {"type": "unet.unet", "params": {

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -191,20 +193,34 @@ def manifest_entries(data_dir: Path) -> list[dict[str, str]]:
 
 
 def load_pool(
-    data_dir: str | Path, split: str, sample_rate: int, frame_samples: int = 1024
+    data_dir: str | Path,
+    split: str,
+    sample_rate: int,
+    frame_samples: int = 1024,
+    exclude: Sequence[str] = (),
 ) -> Pool:
     """Load and prepare the calls and noises of ``split`` (``train``, ``val`` or ``test``).
+
+    ``exclude`` holds shell-style patterns (``fnmatch``) of manifest paths to leave out, for
+    example ``calls/orcacnn_*`` or every file of a non-commercial source.
 
     Raises
     ------
     ConfigError
-        If the manifest is missing or the split has no call or no noise file.
+        If the manifest is missing, a pattern matches no file of the split, or the split has
+        no call or no noise file.
     """
     data = Path(data_dir)
     calls: list[Clip] = []
     noises: list[Clip] = []
-    for row in manifest_entries(data):
-        if row["split"] != split or row["kind"] in EXCLUDED_KINDS:
+    rows = [
+        r for r in manifest_entries(data) if r["split"] == split and r["kind"] not in EXCLUDED_KINDS
+    ]
+    for pattern in exclude:
+        if not any(fnmatch.fnmatchcase(r["path"], pattern) for r in rows):
+            raise ConfigError(f"exclude pattern {pattern!r} matches no file of split {split!r}")
+    for row in rows:
+        if any(fnmatch.fnmatchcase(row["path"], p) for p in exclude):
             continue
         audio, rate = read_audio(data / row["path"])
         x = prepare_audio(audio, rate, sample_rate)

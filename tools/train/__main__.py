@@ -66,6 +66,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--train-csv", type=Path, help="train on a built dataset's CSV instead")
     parser.add_argument("--val-csv", type=Path, help="validate on a built dataset's CSV")
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out training files whose manifest path matches GLOB (repeatable), e.g. "
+        "'calls/orcacnn_*'",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/ckpt")
     parser.add_argument("--seed", type=int, default=3, help="seed (default 3)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: params or 8")
@@ -178,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 '--train-csv/--val-csv: a model with model.params.context "floor" needs '
                 "mixtures made on the fly (a built dataset's rows carry no noise context)"
             )
+        if args.exclude and args.train_csv is not None:
+            raise ConfigError("--exclude selects manifest files: it does not apply to --train-csv")
         if args.train_csv is not None:
             if args.loss == "sdr":
                 raise ConfigError("--loss sdr needs mixtures made on the fly (not --train-csv)")
@@ -185,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.train_csv, params, seed=args.seed, batch_size=batch_size
             )
         else:
-            pool = load_pool(args.data, "train", params.sample_rate, params.frame_length)
+            pool = load_pool(
+                args.data, "train", params.sample_rate, params.frame_length, args.exclude
+            )
             generator = BlockGenerator(
                 pool,
                 params,

@@ -251,7 +251,7 @@ def train(
             return l1_level_per_stem(outputs, ys, x)
         return l1_per_stem(outputs, ys)
 
-    steps = make_steps(model, optimizer, stem_losses, params.separation_exponent)
+    steps = make_steps(model, optimizer, stem_losses, params.separation_exponent, n_mix)
     train_step, eval_step, eval_sdr_step = steps.train, steps.eval_l1, steps.eval_sdr
 
     with_sdr = all(f"{s}:psa" in val_set[0][1] for s in stems) if val_set else False

@@ -38,8 +38,13 @@ class Steps:
     sync: Callable[[], None]
 
 
-def make_steps(model: Any, optimizer: Any, stem_losses: StemLosses, exponent: float) -> Steps:
+def make_steps(
+    model: Any, optimizer: Any, stem_losses: StemLosses, exponent: float, n_mix: int
+) -> Steps:
     """Steps for the current Keras backend (``tensorflow`` or ``jax``).
+
+    ``n_mix`` is the number of mix channels at the front of the network input: the spectral
+    SDR of validation is computed against them only (a floor context's channels follow them).
 
     Raises
     ------
@@ -50,14 +55,14 @@ def make_steps(model: Any, optimizer: Any, stem_losses: StemLosses, exponent: fl
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tensorflow_steps(model, optimizer, stem_losses, exponent)
+        return _tensorflow_steps(model, optimizer, stem_losses, exponent, n_mix)
     if backend == "jax":
-        return _jax_steps(model, optimizer, stem_losses, exponent)
+        return _jax_steps(model, optimizer, stem_losses, exponent, n_mix)
     raise ValueError(f"training supports the tensorflow and jax Keras backends, not {backend!r}")
 
 
 def _tensorflow_steps(
-    model: Any, optimizer: Any, stem_losses: StemLosses, exponent: float
+    model: Any, optimizer: Any, stem_losses: StemLosses, exponent: float, n_mix: int
 ) -> Steps:
     import tensorflow as tf
 
@@ -76,12 +81,14 @@ def _tensorflow_steps(
 
     @tf.function
     def eval_sdr(x: Any, ys: list[Any]) -> list[Any]:
-        return sdr_per_stem(model(x, training=False), ys, x, exponent)
+        return sdr_per_stem(model(x, training=False), ys, x[..., :n_mix], exponent)
 
     return Steps(train, eval_l1, eval_sdr, lambda: None)
 
 
-def _jax_steps(model: Any, optimizer: Any, stem_losses: StemLosses, exponent: float) -> Steps:
+def _jax_steps(
+    model: Any, optimizer: Any, stem_losses: StemLosses, exponent: float, n_mix: int
+) -> Steps:
     import jax
 
     state = {
@@ -108,7 +115,7 @@ def _jax_steps(model: Any, optimizer: Any, stem_losses: StemLosses, exponent: fl
     @jax.jit
     def jit_eval(trainable: Any, non_trainable: Any, x: Any, ys: list[Any]) -> tuple[Any, Any]:
         outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
-        return l1_per_stem(outputs, ys), sdr_per_stem(outputs, ys, x, exponent)
+        return l1_per_stem(outputs, ys), sdr_per_stem(outputs, ys, x[..., :n_mix], exponent)
 
     def train(x: Any, ys: list[Any]) -> list[Any]:
         losses, state["trainable"], state["non_trainable"], state["optimizer"] = jit_train(

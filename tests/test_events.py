@@ -83,6 +83,28 @@ def test_out_of_band_and_slow_changes_are_not_events() -> None:
     assert _events((rng.normal(0, 1, n) * ramp).astype(np.float32)[:, None]) == []
 
 
+def test_tonality_term_caps_pure_tones_not_broadband_sound() -> None:
+    """``tone_flatness_db``: a window scores at most its band flatness minus the setting."""
+    tone = bursts(RATE, 8.0, [(3.0, 4.5)])  # a sine 37 dB over white noise: flatness ~ -40 dB
+    rng = np.random.default_rng(7)
+    noisy = bursts(RATE, 8.0, [])
+    noisy[3 * RATE : int(4.5 * RATE)] += rng.normal(0, 0.05, (int(1.5 * RATE), 1)).astype(
+        np.float32
+    )  # a broadband burst as loud as the sine: flatness ~ -2 dB (Hann window)
+    settings = DetectorSettings(tone_flatness_db=-30.0)
+    assert len(_events(tone)) == 1 and _events(tone, settings) == []
+    (event,) = _events(noisy, settings)
+    assert event.peak_score_db > settings.start_threshold_db
+    during = []
+    for s in (SETTINGS, settings):
+        detector = Detector(s, RATE)
+        detector.scores = []
+        events_of(detector, 0, tone, None)
+        during.append([w.score_db for w in detector.scores if 3.1 * RATE < w.index < 4.4 * RATE])
+    assert min(during[0]) > 30  # the sine 37 dB over the background
+    assert -15 < min(during[1]) and max(during[1]) < -5  # capped at its flatness (~ -40) + 30
+
+
 def test_open_event_closes_at_end_of_stream_and_at_max_length() -> None:
     (event,) = _events(bursts(RATE, 5.0, [(3.0, 5.0)]))
     assert event.end_index == 5 * RATE

@@ -418,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="override a detector setting (exploration; the report uses the defaults unless set)",
     )  # fmt: skip
     parser.add_argument("--grid", action="store_true", help="also print a threshold grid")
+    parser.add_argument("--params", help="model params JSON (default: the bundled model's)")
+    parser.add_argument("--model", help="model .tflite (default: the bundled float32 model)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = Path(args.data)
@@ -428,8 +430,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         settings = replace(settings, **{key: float(value)})
-    separator = Separator(num_threads=2)
-    model = Path(default_model_paths()[1])
+    default_params, default_model = default_model_paths()
+    params_path = args.params or (default_params if args.model is None else None)
+    if params_path is None:
+        print("evaluate_detection: error: --model needs --params", file=sys.stderr)
+        return 2
+    model = Path(args.model or default_model)
+    separator = Separator(params_path, model, num_threads=2)
     stems = Stems(separator, Path(args.cache), model)
     t0 = time.perf_counter()
     corpus = build_corpus(data, stems, args.seed)

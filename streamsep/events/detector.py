@@ -15,9 +15,14 @@ audio is chunked. For each window the detector computes, in the band ``band_low_
 
 and the score, dB::
 
-    score = min(orca_db - background_db, orca_db - noise_db + noise_offset_db)
+    score = min(orca_db - background_db, orca_db - noise_db + noise_offset_db,
+                flatness_db - tone_flatness_db)
 
-(without a noise stem: ``orca_db - background_db``). Hysteresis turns scores into events: an
+(without a noise stem: no second term). ``flatness_db`` is the spectral flatness of the orca
+stem's band (geometric over arithmetic mean of its power spectrum, dB; 0 for white noise, very
+negative for a pure tone); the third term keeps steady pure tones (sonar and echosounder pings,
+electrical tones), which the model passes to the orca stem, from counting as calls, and is off
+while ``tone_flatness_db`` is at its default, -300 dB. Hysteresis turns scores into events: an
 event opens when a window reaches ``start_threshold_db``; it starts at the first window of the
 run of windows at or above ``end_threshold_db`` that led there; it goes on while windows at or
 above ``end_threshold_db`` follow each other with gaps shorter than ``merge_gap_seconds`` (so
@@ -43,6 +48,7 @@ __all__ = ["DetectorSettings", "Event", "Detector", "WindowScore", "events_of"]
 
 _FLOOR_DB: Final = -150.0  # power floor: digital silence reads this, not -inf
 _BAND_EDGE_FRACTION: Final = 0.05  # band_hz is where 5 % and 95 % of the event's energy lie
+_TONE_OFF_DB: Final = -300.0  # tone_flatness_db at or below this: no tonality term
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,9 @@ class DetectorSettings:
     """Time constant of the background estimate when the band power rises, seconds (> 0)."""
     background_fall_seconds: float = 2.0
     """Time constant of the background estimate when the band power falls, seconds (> 0)."""
+    tone_flatness_db: float = -300.0
+    """Spectral flatness of the orca stem's band (dB) at which a window's score is capped at
+    0: a window this tonal scores at most ``flatness_db - tone_flatness_db``; -300: off."""
 
     def __post_init__(self) -> None:
         for key in (
@@ -84,7 +93,8 @@ class DetectorSettings:
             check_number(f"events.{key}", getattr(self, key), positive=True)
         for key in ("band_low_hz", "min_duration_seconds", "merge_gap_seconds"):
             check_number(f"events.{key}", getattr(self, key), minimum=0)
-        for key in ("start_threshold_db", "end_threshold_db", "noise_offset_db"):
+        db_keys = ("start_threshold_db", "end_threshold_db", "noise_offset_db", "tone_flatness_db")
+        for key in db_keys:
             check_number(f"events.{key}", getattr(self, key))
         if self.band_high_hz <= self.band_low_hz:
             raise fail(
@@ -284,6 +294,8 @@ class Detector:
         score = orca_db - self._background
         if noise_db is not None:
             score = min(score, orca_db - noise_db + s.noise_offset_db)
+        if s.tone_flatness_db > _TONE_OFF_DB:
+            score = min(score, _flatness_db(orca_spectrum) - s.tone_flatness_db)
         if self.scores is not None:
             self.scores.append(
                 WindowScore(
@@ -354,6 +366,14 @@ class Detector:
             active_seconds=round(o.active_windows * w / self.sample_rate, 6),
             sample_rate=self.sample_rate,
         )
+
+
+def _flatness_db(power: NDArray[np.float64]) -> float:
+    """Spectral flatness of a power spectrum, dB (0 when flat; bins at 0 count as 1e-30)."""
+    if power.size == 0:
+        return 0.0
+    p = np.maximum(power, 1e-30)
+    return float(10.0 * (np.mean(np.log10(p)) - math.log10(float(np.mean(p)))))
 
 
 def _mono_power_ready(x: NDArray[np.floating]) -> NDArray[np.float64]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from streamsep.engine.params import load_params
@@ -107,3 +108,32 @@ def test_evaluate_reports_per_noise_recording() -> None:
     text = report(result)
     assert "per noise recording" in text
     assert all(Path(noise).name in text for noise in per)
+
+
+def test_labeled_clips_report_auc_and_median_levels(tmp_path: Path) -> None:
+    """``labeled_auc``: per score the AUC and the medians over call and no-call clips (dB)."""
+    import soundfile as sf
+
+    from tools.dataset.mixtures import NOISE_STEM, ORCA_STEM
+    from tools.evaluate.run import labeled_auc
+
+    params = load_params(data_path(f"{DEFAULT_MODEL_NAME}.json"))
+    rate = params.sample_rate
+    rng = np.random.default_rng(2)
+    for label, rms in (("call", 0.1), ("nocall", 0.01)):
+        (tmp_path / "labeled" / label).mkdir(parents=True)
+        for i in range(3):
+            x = rng.normal(0, rms * (1 + 0.1 * i), rate).astype(np.float32)
+            sf.write(tmp_path / "labeled" / label / f"{i}.flac", x, rate)
+
+    def half(x: np.ndarray) -> dict[str, np.ndarray]:
+        return {ORCA_STEM: 0.5 * x, NOISE_STEM: 0.5 * x}
+
+    result = labeled_auc(tmp_path, params, {"half": half})
+    assert result["mix"]["auc"] == 1.0 and result["half orca"]["auc"] == 1.0
+    ratio = result["half orca/mix"]
+    assert ratio["median_call_db"] == pytest.approx(-6.02, abs=0.01)
+    assert ratio["median_nocall_db"] == pytest.approx(-6.02, abs=0.01)
+    assert result["mix"]["median_call_db"] - result["mix"]["median_nocall_db"] == pytest.approx(
+        20.0, abs=0.5
+    )

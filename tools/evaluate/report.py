@@ -129,10 +129,14 @@ def report(result: dict[str, Any]) -> str:
             f"## Labelled clips: ROC AUC, {first['n_call']} call vs {first['n_nocall']} no-call "
             f"(0.5-15 kHz band energy)",
             "",
-            "| score | AUC |",
-            "| --- | --- |",
+            "| score | AUC | median, call clips dB | median, no-call clips dB |",
+            "| --- | --- | --- | --- |",
         ]
-        lines += [f"| {k} | {v['auc']:.3f} |" for k, v in result["labeled"].items()]
+        lines += [
+            f"| {k} | {v['auc']:.3f} | {_fmt(v.get('median_call_db'))} | "
+            f"{_fmt(v.get('median_nocall_db'))} |"
+            for k, v in result["labeled"].items()
+        ]
     lines += ["", f"Evaluation wall time: {result['seconds']:.0f} s ({cfg['machine']}).", ""]
     return "\n".join(lines)
 

@@ -43,8 +43,9 @@ def labeled_auc(
     """ROC AUC of band-energy scores on ``labeled/{call,nocall}`` (calls are positives).
 
     Scores: ``mix`` (band energy of the clip), ``<method> orca`` (of the method's orca stem)
-    and ``<method> orca/mix`` (their difference in dB: level-free). Clips are prepared like
-    the mixtures (mono, DC removed, model rate).
+    and ``<method> orca/mix`` (their difference in dB: level-free; on the call clips, how much of
+    real calls a method keeps), each with its median over the call and the no-call clips, dB.
+    Clips are prepared like the mixtures (mono, DC removed, model rate).
     """
     scores: dict[str, dict[str, list[float]]] = {}
     counts = {}
@@ -62,7 +63,11 @@ def labeled_auc(
                 ratio = scores.setdefault(f"{name} orca/mix", {})
                 ratio.setdefault(label, []).append(orca_db - mix_db)
     result = {
-        name: {"auc": roc_auc(np.array(s["call"]), np.array(s["nocall"]))}
+        name: {
+            "auc": roc_auc(np.array(s["call"]), np.array(s["nocall"])),
+            "median_call_db": float(np.median(s["call"])),
+            "median_nocall_db": float(np.median(s["nocall"])),
+        }
         for name, s in scores.items()
     }
     for name in result:

@@ -1,6 +1,7 @@
 """The documented output of the bundled model on the bundled recording (model card, tests).
 
     python -m tools.model_summary [--write]
+    python -m tools.model_summary --params P.json --model M.tflite   # a candidate, not written
 
 Separates ``tests/fixtures/audio/acoustic-separation_20181202_25sec.flac`` with the default
 ``Separator()`` (bundled params and float32 model, default streaming settings) and, with
@@ -56,7 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m tools.model_summary", description=__doc__)
     parser.add_argument("--write", action="store_true", help=f"write {EXPECTED.name}")
+    parser.add_argument("--params", type=Path, help="a candidate's params JSON (with --model)")
+    parser.add_argument("--model", type=Path, help="a candidate's .tflite (with --params)")
     args = parser.parse_args(argv)
+    if (args.params is None) != (args.model is None):
+        parser.error("--params and --model go together")
+    if args.model is not None:
+        if args.write:
+            parser.error("--write documents the bundled model: not with --model")
+        result = {"model": args.model.name, **summarize(Separator(args.params, args.model))}
+        print(json.dumps(result, indent=1))
+        return 0
     params, model = default_model_paths()
     result = {"model": Path(model).name, **summarize(Separator())}
     int8 = data_path(f"{DEFAULT_MODEL_NAME}_int8.tflite")

@@ -279,3 +279,16 @@ def test_detect_cli_names_a_missing_input(
     (tmp_path / "empty").mkdir()
     assert main(["detect", str(tmp_path / "empty")]) == 1
     assert "no audio files" in capsys.readouterr().err
+
+
+def test_background_start_below_the_first_window_finds_a_call_at_the_start() -> None:
+    """A file that starts during a call: with the background started 20 dB low the call is an
+    event; started at the first window (default) it is taken for the background."""
+    x = bursts(RATE, 4.0, [(0.0, 1.5)])
+    quiet = bursts(RATE, 4.0, [], seed=5)  # a noise stem under the call
+    assert events_of(Detector(SETTINGS, RATE), 0, x, quiet) == []
+    early = DetectorSettings(background_start_db=20.0)
+    (event,) = events_of(Detector(early, RATE), 0, x, quiet)
+    assert event.start_index == 0 and abs(event.end_index - 1.5 * RATE) <= RATE // 10
+    # Without a noise stem nothing guards a stream's start: the setting does not apply.
+    assert events_of(Detector(early, RATE), 0, x, None) == _events(x)

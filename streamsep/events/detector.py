@@ -11,7 +11,10 @@ audio is chunked. For each window the detector computes, in the band ``band_low_
 * ``background_db``: a running estimate of ``orca_db`` when nothing is calling: it follows a
   drop within ``background_fall_seconds`` and a rise only within ``background_rise_seconds``,
   so a call stands out of it for far longer than a call lasts, while a slow rise (a ship
-  approaching) is absorbed.
+  approaching) is absorbed. It starts at the first window, or, with a noise stem and
+  ``background_start_db`` > 0, that far below it: then a file that starts during a call (a
+  short clip) does not take the call for its background, while a stream's first minute may
+  raise events on a background that the noise term does not veto.
 
 and the score, dB::
 
@@ -78,6 +81,9 @@ class DetectorSettings:
     """Time constant of the background estimate when the band power rises, seconds (> 0)."""
     background_fall_seconds: float = 2.0
     """Time constant of the background estimate when the band power falls, seconds (> 0)."""
+    background_start_db: float = 0.0
+    """With a noise stem, the background estimate starts this far below the first window's
+    ``orca_db``, dB (>= 0; 0: at it). For short files (``streamsep detect`` on clips)."""
     tone_flatness_db: float = -300.0
     """Spectral flatness of the orca stem's band (dB) at which a window's score is capped at
     0: a window this tonal scores at most ``flatness_db - tone_flatness_db``; -300: off."""
@@ -91,7 +97,12 @@ class DetectorSettings:
             "background_fall_seconds",
         ):
             check_number(f"events.{key}", getattr(self, key), positive=True)
-        for key in ("band_low_hz", "min_duration_seconds", "merge_gap_seconds"):
+        for key in (
+            "band_low_hz",
+            "min_duration_seconds",
+            "merge_gap_seconds",
+            "background_start_db",
+        ):
             check_number(f"events.{key}", getattr(self, key), minimum=0)
         db_keys = ("start_threshold_db", "end_threshold_db", "noise_offset_db", "tone_flatness_db")
         for key in db_keys:
@@ -290,7 +301,7 @@ class Detector:
                 max(_FLOOR_DB, 10 * math.log10(noise_power)) if noise_power > 0 else _FLOOR_DB
             )
         if self._background is None:
-            self._background = orca_db
+            self._background = orca_db - (0.0 if noise_db is None else s.background_start_db)
         score = orca_db - self._background
         if noise_db is not None:
             score = min(score, orca_db - noise_db + s.noise_offset_db)

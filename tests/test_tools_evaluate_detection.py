@@ -50,3 +50,9 @@ def test_missing_data_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().err.strip() == (
         f"evaluate_detection: error: no manifest.csv in {tmp_path}"
     )
+
+
+def test_model_needs_its_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "manifest.csv").write_text("path,kind,split\n")
+    assert main(["--data", str(tmp_path), "--model", "m.tflite"]) == 2
+    assert capsys.readouterr().err.strip() == "evaluate_detection: error: --model needs --params"

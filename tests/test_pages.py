@@ -38,7 +38,7 @@ def test_release_drops_the_model_files_pages_and_keeps_the_output(tmp_path: Path
     copy.write_bytes(Path(model_path).read_bytes())
     model = load_model(copy, params)  # loads, probes, releases
     block = np.abs(
-        np.random.default_rng(1).standard_normal((params.T, params.F, params.n_channels))
+        np.random.default_rng(1).standard_normal((params.T, params.F, params.input_channels))
     ).astype(np.float32)
     before = model.predict(block)
     size = copy.stat().st_size

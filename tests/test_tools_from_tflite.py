@@ -30,7 +30,9 @@ def test_bundled_weights_rebuild_the_same_network(tmp_path: Path) -> None:
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
-    block = np.abs(np.random.default_rng(2).standard_normal((1, params.T, params.F, 1)))
+    block = np.abs(
+        np.random.default_rng(2).standard_normal((1, params.T, params.F, params.input_channels))
+    )
     block = block.astype(np.float32) * 1e-2
     trained = [np.asarray(o) for o in model(block, training=True)]
     inferred = [np.asarray(o) for o in model(block, training=False)]

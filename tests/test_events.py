@@ -91,18 +91,21 @@ def test_tonality_term_caps_pure_tones_not_broadband_sound() -> None:
     noisy[3 * RATE : int(4.5 * RATE)] += rng.normal(0, 0.05, (int(1.5 * RATE), 1)).astype(
         np.float32
     )  # a broadband burst as loud as the sine: flatness ~ -2 dB (Hann window)
+    off = DetectorSettings(tone_flatness_db=-300.0)
     settings = DetectorSettings(tone_flatness_db=-30.0)
-    assert len(_events(tone)) == 1 and _events(tone, settings) == []
+    assert SETTINGS.tone_flatness_db == -65.0  # the default: the sine still counts (below)
+    assert len(_events(tone, off)) == len(_events(tone)) == 1 and _events(tone, settings) == []
     (event,) = _events(noisy, settings)
     assert event.peak_score_db > settings.start_threshold_db
     during = []
-    for s in (SETTINGS, settings):
+    for s in (off, SETTINGS, settings):
         detector = Detector(s, RATE)
         detector.scores = []
         events_of(detector, 0, tone, None)
         during.append([w.score_db for w in detector.scores if 3.1 * RATE < w.index < 4.4 * RATE])
-    assert min(during[0]) > 30  # the sine 37 dB over the background
-    assert -15 < min(during[1]) and max(during[1]) < -5  # capped at its flatness (~ -40) + 30
+    assert min(during[0]) > 30  # off: the sine 37 dB over the background
+    assert 20 < min(during[1]) and max(during[1]) < 30  # default: its flatness (~ -40) + 65
+    assert -15 < min(during[2]) and max(during[2]) < -5  # capped at its flatness (~ -40) + 30
 
 
 def test_open_event_closes_at_end_of_stream_and_at_max_length() -> None:
@@ -292,3 +295,15 @@ def test_background_start_below_the_first_window_finds_a_call_at_the_start() -> 
     assert event.start_index == 0 and abs(event.end_index - 1.5 * RATE) <= RATE // 10
     # Without a noise stem nothing guards a stream's start: the setting does not apply.
     assert events_of(Detector(early, RATE), 0, x, None) == _events(x)
+
+
+def test_detect_cli_background_start_reaches_the_detector_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--background-start-db`` is a detector setting: a bad value fails before any work,
+    naming the key."""
+    from streamsep.cli.main import main
+
+    assert main(["detect", str(tmp_path / "nope.wav"), "--background-start-db", "-1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "events.background_start_db" in err and "nope.wav" not in err

@@ -48,6 +48,11 @@ def add_parser(sub: Any, add_model_args: Callable[[argparse.ArgumentParser], Non
     p.add_argument(
         "--end-threshold-db", type=float, metavar="DB", help="score that ends its activity"
     )
+    p.add_argument(
+        "--background-start-db", type=float, metavar="DB",
+        help="start the background estimate this far below the first window (with a noise "
+        "stem; 20 for short clips that may start during a call; default 0)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_args(p)
 
@@ -75,6 +80,7 @@ def _cmd_detect(
         for key, value in (
             ("start_threshold_db", args.start_threshold_db),
             ("end_threshold_db", args.end_threshold_db),
+            ("background_start_db", args.background_start_db),
         )
         if value is not None
     }

@@ -23,9 +23,9 @@ and the score, dB::
 
 (without a noise stem: no second term). ``flatness_db`` is the spectral flatness of the orca
 stem's band (geometric over arithmetic mean of its power spectrum, dB; 0 for white noise, very
-negative for a pure tone); the third term keeps steady pure tones (sonar and echosounder pings,
-electrical tones), which the model passes to the orca stem, from counting as calls, and is off
-while ``tone_flatness_db`` is at its default, -300 dB. Hysteresis turns scores into events: an
+negative for a pure tone); the third term keeps steady pure tones (the rectangular tonal pulses
+among the OrcaCNN negatives, for one), which the model passes to the orca stem, from counting as
+calls; ``tone_flatness_db`` = -300 dB turns it off. Hysteresis turns scores into events: an
 event opens when a window reaches ``start_threshold_db``; it starts at the first window of the
 run of windows at or above ``end_threshold_db`` that led there; it goes on while windows at or
 above ``end_threshold_db`` follow each other with gaps shorter than ``merge_gap_seconds`` (so
@@ -84,7 +84,7 @@ class DetectorSettings:
     background_start_db: float = 0.0
     """With a noise stem, the background estimate starts this far below the first window's
     ``orca_db``, dB (>= 0; 0: at it). For short files (``streamsep detect`` on clips)."""
-    tone_flatness_db: float = -300.0
+    tone_flatness_db: float = -65.0
     """Spectral flatness of the orca stem's band (dB) at which a window's score is capped at
     0: a window this tonal scores at most ``flatness_db - tone_flatness_db``; -300: off."""
 

@@ -31,5 +31,6 @@ the mix, of each method's orca stem, and of the orca/mix energy ratio, calls vs 
 Writes ``report.md`` (also printed) and ``results.json`` under ``--out``.
 
 Modules: :mod:`~tools.evaluate.methods`, :mod:`~tools.evaluate.run`, :mod:`~tools.evaluate.report`,
-:mod:`~tools.evaluate.metrics`.
+:mod:`~tools.evaluate.metrics`; beside them :mod:`~tools.evaluate.recordings` (a candidate's orca
+stem on real recordings without references, per second in two bands).
 """

@@ -334,13 +334,15 @@ def report(
         f"- {'PASS' if ok else 'FAIL'}: {text}" for text, ok in acceptance(sep, raw)
     )
     n_call = sum(i.label for i in corpus.labelled)
+    bundled = model.resolve() == Path(default_model_paths()[1]).resolve()
+    which = "bundled model" if bundled else "model"
     return f"""# Orca activity detection: evaluation
 
 Measured with
 
     {command}
 
-on the bundled model `{model.name}` at {corpus.rate} Hz: {n_call} `labeled/call`
+on the {which} `{model.name}` at {corpus.rate} Hz: {n_call} `labeled/call`
 and {len(corpus.labelled) - n_call} `labeled/nocall` clips; {len(corpus.noise)} noise
 recordings ({sum(i.mix.shape[0] for i in corpus.noise) / corpus.rate / 60:.1f} min), each
 looped {sep["noise_loops"]} times ({sep["noise_hours"]:.2f} h in all); {sep["n_mixtures"]}

@@ -27,14 +27,15 @@ from streamsep.engine.audio import read_audio
 from streamsep.engine.offline import Separator
 from streamsep.resources import DEFAULT_MODEL_NAME, data_path, default_model_paths
 
-__all__ = ["FIXTURE", "EXPECTED", "summarize", "main"]
+__all__ = ["FIXTURE", "EXPECTED", "rms_db", "summarize", "main"]
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 FIXTURE: Final = ROOT / "tests" / "fixtures" / "audio" / "acoustic-separation_20181202_25sec.flac"
 EXPECTED: Final = ROOT / "tests" / "fixtures" / "models" / "default_model_expected.json"
 
 
-def _db(x: NDArray[np.floating]) -> float:
+def rms_db(x: NDArray[np.floating]) -> float:
+    """RMS level of ``x``, dBFS (mean square over every sample; silence reads -200)."""
     return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
 
@@ -45,9 +46,9 @@ def summarize(separator: Separator, path: Path = FIXTURE) -> dict[str, Any]:
     return {
         "file": path.name,
         "sample_rate": rate,
-        "rms_db": {k: round(_db(v), 3) for k, v in stems.items()},
+        "rms_db": {k: round(rms_db(v), 3) for k, v in stems.items()},
         "rms_db_per_second": {
-            k: [round(_db(v[i : i + rate]), 3) for i in range(0, v.shape[0] - rate + 1, rate)]
+            k: [round(rms_db(v[i : i + rate]), 3) for i in range(0, v.shape[0] - rate + 1, rate)]
             for k, v in stems.items()
         },
     }

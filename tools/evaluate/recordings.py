@@ -30,15 +30,12 @@ from streamsep.engine.audio import read_audio
 from streamsep.engine.highpass import HighPass
 from streamsep.engine.offline import Separator
 from streamsep.errors import StreamsepError
+from tools.model_summary import rms_db
 
 __all__ = ["BANDS_HZ", "band_levels", "main"]
 
 BANDS_HZ: Final = {"below_500": (0.0, 500.0), "500_15000": (500.0, 15000.0)}
 """Band name -> (low, high) Hz; 0 low: a low-pass."""
-
-
-def _db(x: NDArray[np.floating]) -> float:
-    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
 
 def _band(x: NDArray[np.floating], rate: int, low: float, high: float) -> NDArray[np.float64]:
@@ -57,9 +54,9 @@ def band_levels(x: NDArray[np.floating], rate: int) -> dict[str, dict[str, Any]]
     for name, (low, high) in BANDS_HZ.items():
         y = _band(x, rate, low, high)
         out[name] = {
-            "whole": round(_db(y), 2),
+            "whole": round(rms_db(y), 2),
             "per_second": [
-                round(_db(y[i : i + rate]), 1) for i in range(0, len(y) - rate + 1, rate)
+                round(rms_db(y[i : i + rate]), 1) for i in range(0, len(y) - rate + 1, rate)
             ],
         }
     return out

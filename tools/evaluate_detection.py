@@ -33,7 +33,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -45,8 +45,19 @@ from numpy.typing import NDArray
 from scipy import signal, stats
 
 from streamsep.engine.offline import Separator
-from streamsep.events.detector import Detector, DetectorSettings, Event, WindowScore, events_of
+from streamsep.events.detector import (
+    Detector,
+    DetectorSettings,
+    Event,
+    ExtraTerm,
+    WindowScore,
+    events_of,
+)
 from streamsep.resources import default_model_paths
+
+if not __package__:  # run as `python tools/evaluate_detection.py`: make `tools` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.dataset.splits import is_test  # noqa: E402
 
 _LOGGER = logging.getLogger("evaluate_detection")
 
@@ -174,10 +185,10 @@ def build_corpus(data: Path, stems: Stems, seed: int) -> Corpus:
         p_noise = float(np.mean(segment[pad : pad + call.shape[0]][active] ** 2))
         for snr in SNRS_DB:
             gain = math.sqrt(p_call / (p_noise * 10 ** (snr / 10)))
-            mix = segment * gain
-            mix[pad : pad + call.shape[0]] += call
-            peak = float(np.max(np.abs(mix)))
-            mix = (mix * (0.5 / peak if peak > 0.5 else 1.0)).astype(np.float32)
+            summed = segment * gain
+            summed[pad : pad + call.shape[0]] += call
+            peak = float(np.max(np.abs(summed)))
+            mix = (summed * (0.5 / peak if peak > 0.5 else 1.0)).astype(np.float32)
             name = f"{row['path']} in {source.name} at {snr:+.0f} dB"
             mixtures.append(
                 Item(name, mix, *stems(mix), call=(pad, pad + call.shape[0]), snr_db=snr)
@@ -186,11 +197,16 @@ def build_corpus(data: Path, stems: Stems, seed: int) -> Corpus:
 
 
 def run(
-    settings: DetectorSettings, rate: int, item: Item, raw: bool, scores: bool = False
+    settings: DetectorSettings,
+    rate: int,
+    item: Item,
+    raw: bool,
+    scores: bool = False,
+    extra_term: ExtraTerm | None = None,
 ) -> tuple[list[Event], list[WindowScore]]:
     """Events (and optionally window scores) of the detector on one item's stems, or on its
     raw mix (``raw``)."""
-    detector = Detector(settings, rate)
+    detector = Detector(settings, rate, extra_term)
     if scores:
         detector.scores = []
     if raw:
@@ -206,12 +222,22 @@ def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> float:
     return float(u) / (len(positive) * len(negative))
 
 
-def evaluate(settings: DetectorSettings, corpus: Corpus, raw: bool) -> dict[str, Any]:
-    """Every figure of the report for one detector input (stems or raw mix)."""
+def evaluate(
+    settings: DetectorSettings,
+    corpus: Corpus,
+    raw: bool,
+    terms: Callable[[Item], ExtraTerm] | None = None,
+) -> dict[str, Any]:
+    """Every figure of the report for one detector input (stems or raw mix); ``terms``
+    (experiments) gives each item's detector an extra term of the score."""
     rate = corpus.rate
+
+    def term(item: Item) -> ExtraTerm | None:
+        return None if terms is None else terms(item)
+
     clip_scores, clip_events = [], []
     for item in corpus.labelled:
-        events, scores = run(settings, rate, item, raw, scores=True)
+        events, scores = run(settings, rate, item, raw, scores=True, extra_term=term(item))
         clip_scores.append(max(s.score_db for s in scores))
         clip_events.append(len(events) > 0)
     labels = [item.label for item in corpus.labelled]
@@ -226,7 +252,7 @@ def evaluate(settings: DetectorSettings, corpus: Corpus, raw: bool) -> dict[str,
     loops = math.ceil(LOOP_SECONDS * rate / loop_samples)
     n_false, index, per_file = 0, 0, {}
     for item in corpus.noise:
-        detector = Detector(settings, rate)
+        detector = Detector(settings, rate, term(item))
         orca = item.mix if raw else item.orca
         noise = None if raw else item.noise
         found = []
@@ -248,7 +274,7 @@ def evaluate(settings: DetectorSettings, corpus: Corpus, raw: bool) -> dict[str,
         found_calls = 0
         items = [m for m in corpus.mixtures if m.snr_db == snr]
         for item in items:
-            events, _ = run(settings, rate, item, raw)
+            events, _ = run(settings, rate, item, raw, extra_term=term(item))
             assert item.call is not None
             a, b = item.call
             found_calls += any(e.start_index < b and e.end_index > a for e in events)
@@ -258,10 +284,14 @@ def evaluate(settings: DetectorSettings, corpus: Corpus, raw: bool) -> dict[str,
         s for s, i in zip(clip_scores, corpus.labelled, strict=True)
         if not i.label and ORCASOUND_LAB in i.name
     ]  # fmt: skip
+    held_out = [i for i in corpus.noise if is_test(i.name)]
+    held_out_false = sum(n for name, n in per_file.items() if is_test(name))
+    held_out_hours = loops * sum(i.mix.shape[0] for i in held_out) / rate / 3600
     other = [i for i in corpus.noise if not i.name.startswith(ORCACNN_NOISE)]
     other_false = sum(n for name, n in per_file.items() if not name.startswith(ORCACNN_NOISE))
     other_hours = loops * sum(i.mix.shape[0] for i in other) / rate / 3600
     return {
+        "false_per_hour_test": held_out_false / held_out_hours if held_out_hours else math.nan,
         "auc_orcasound_lab": roc_auc(lab_pos, lab_neg),
         "false_per_hour_other": other_false / other_hours,
         "n_other": len(other),
@@ -376,6 +406,35 @@ Noise recordings with false events: {json.dumps(sep["per_file"])} (stems);
 """
 
 
+def offset_table(
+    settings: DetectorSettings,
+    corpus: Corpus,
+    make_term: Callable[[Item, float], ExtraTerm],
+    offsets: Sequence[float],
+) -> str:
+    """Experiments: the detector with an extra call term (``make_term(item, offset_db)``) at
+    several offsets, as a Markdown table (separated stems)."""
+    lines = [
+        "| call offset dB | AUC | AUC, Orcasound Lab | false/h | false/h, test-split noise | "
+        "false events by recording | recall -10 / -5 / 0 dB |",
+        "| ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for offset in offsets:
+
+        def terms(item: Item, offset: float = offset) -> ExtraTerm:
+            return make_term(item, offset)
+
+        r = evaluate(settings, corpus, raw=False, terms=terms)
+        recall = " / ".join(f"{v:.2f}" for v in r["recall_mixed"].values())
+        per_file = ", ".join(f"{k.split('/')[-1]}: {v}" for k, v in r["per_file"].items())
+        lines.append(
+            f"| {offset:g} | {r['auc']:.3f} | {r['auc_orcasound_lab']:.3f} | "
+            f"{r['false_per_hour']:.2f} | {r['false_per_hour_test']:.2f} | "
+            f"{per_file or 'none'} | {recall} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 GRID: Final = (  # (start_threshold_db, min_duration_seconds, noise_offset_db); end = start - 4
     (8.0, 0.3, 6.0),
     (10.0, 0.3, 10.0),  # the defaults
@@ -451,9 +510,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grid", action="store_true", help="also print a threshold grid")
     parser.add_argument("--params", help="model params JSON (default: the bundled model's)")
     parser.add_argument("--model", help="model .tflite (default: the bundled float32 model)")
+    parser.add_argument(
+        "--classifier",
+        help="experiment: add a call classifier's term (tools/call_classifier.py) to the score",
+    )
+    parser.add_argument(
+        "--call-offset-db", type=float, default=10.0,
+        help="with --classifier: its term is the log-odds (dB) plus this (default 10)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     data = Path(args.data)
+    terms = None
+    if args.classifier:
+        from tools.call_classifier import CallClassifier, FeatureTerm  # it imports this module
+
+        classifier = CallClassifier.load(Path(args.classifier))
+
+        def terms(item: Item) -> ExtraTerm:
+            return FeatureTerm(classifier, args.call_offset_db)
+
     if not (data / "manifest.csv").is_file():
         print(f"evaluate_detection: error: no manifest.csv in {data}", file=sys.stderr)
         return 2
@@ -476,8 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.perf_counter() - t0,
         stems.seconds_separated,
     )
-    sep = evaluate(settings, corpus, raw=False)
-    raw = evaluate(settings, corpus, raw=True)
+    sep = evaluate(settings, corpus, raw=False, terms=terms)
+    raw = evaluate(settings, corpus, raw=True, terms=terms)
     command = "nice python tools/evaluate_detection.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )

@@ -21,9 +21,11 @@ and the score, dB::
     score = min(orca_db - background_db, orca_db - noise_db + noise_offset_db,
                 flatness_db - tone_flatness_db)
 
-(without a noise stem: no second term). ``flatness_db`` is the spectral flatness of the orca
-stem's band (geometric over arithmetic mean of its power spectrum, dB; 0 for white noise, very
-negative for a pure tone); the third term keeps steady pure tones (the rectangular tonal pulses
+(without a noise stem: no second term; a detector built with an ``extra_term`` adds that
+term to the minimum: experiments with call classifiers, ``tools/call_classifier.py``).
+``flatness_db`` is the spectral flatness of the orca stem's band (geometric over arithmetic
+mean of its power spectrum, dB; 0 for white noise, very negative for a pure tone); the third
+term keeps steady pure tones (the rectangular tonal pulses
 among the OrcaCNN negatives, for one), which the model passes to the orca stem, from counting as
 calls; ``tone_flatness_db`` = -300 dB turns it off. Hysteresis turns scores into events: an
 event opens when a window reaches ``start_threshold_db``; it starts at the first window of the
@@ -40,18 +42,52 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from streamsep.validate import check_number, fail
 
-__all__ = ["DetectorSettings", "Event", "Detector", "WindowScore", "events_of"]
+__all__ = [
+    "DetectorSettings",
+    "Event",
+    "Detector",
+    "ExtraTerm",
+    "WindowScore",
+    "WindowView",
+    "events_of",
+]
 
 _FLOOR_DB: Final = -150.0  # power floor: digital silence reads this, not -inf
 _BAND_EDGE_FRACTION: Final = 0.05  # band_hz is where 5 % and 95 % of the event's energy lie
 _TONE_OFF_DB: Final = -300.0  # tone_flatness_db at or below this: no tonality term
+
+
+@dataclass(frozen=True)
+class WindowView:
+    """What the detector has of one window, for an extra score term (:class:`ExtraTerm`)."""
+
+    index: int
+    """The window's number on the stream's grid (samples ``[index W, (index + 1) W)``)."""
+    freqs: NDArray[np.float64]
+    """Centre frequencies of the in-band bins, Hz."""
+    orca_spectrum: NDArray[np.float64]
+    """The orca stem's in-band power per bin (Parseval-normalised)."""
+    orca_db: float
+    noise_db: float | None
+    background_db: float
+    flatness_db: float
+    orca: NDArray[np.float64]
+    """The window's orca samples, shape (W, n_channels)."""
+
+
+class ExtraTerm(Protocol):
+    """One more term of the score, dB (the score is the minimum of all terms): a call
+    classifier under evaluation (``tools/call_classifier.py``). Called once per window, in
+    order, from the detector's thread."""
+
+    def __call__(self, view: WindowView) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -161,6 +197,8 @@ class WindowScore:
     background_db: float
     peak_hz: float
     """Frequency of the orca stem's strongest in-band bin, Hz."""
+    extra_db: float | None = None
+    """The extra term's value, dB (None without one)."""
 
 
 @dataclass
@@ -187,7 +225,12 @@ class Detector:
     thread-safe.
     """
 
-    def __init__(self, settings: DetectorSettings, sample_rate: int) -> None:
+    def __init__(
+        self,
+        settings: DetectorSettings,
+        sample_rate: int,
+        extra_term: ExtraTerm | None = None,
+    ) -> None:
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
         self.settings = settings
@@ -198,7 +241,7 @@ class Detector:
         self._n_fft = 1 << max(0, (w - 1).bit_length())
         freqs = np.fft.rfftfreq(self._n_fft, 1.0 / sample_rate)
         self._band = (freqs >= settings.band_low_hz) & (freqs <= settings.band_high_hz)
-        self._freqs = freqs[self._band]
+        self._freqs: NDArray[np.float64] = freqs[self._band].astype(np.float64)
         # Parseval with the taper: band mean square = 2 sum |X_k|^2 / (n_fft * sum(w^2)).
         self._norm = 2.0 / (self._n_fft * float(np.sum(self._taper**2)))
         seconds = w / sample_rate
@@ -207,6 +250,8 @@ class Detector:
         self._merge_windows = math.ceil(settings.merge_gap_seconds / seconds - 1e-9)
         self._min_windows = math.ceil(settings.min_duration_seconds / seconds - 1e-9)
         self._max_windows = max(1, math.floor(settings.max_event_seconds / seconds + 1e-9))
+        self.extra_term = extra_term
+        """An extra term of the score (None: the three above only)."""
         self.reset()
 
     def reset(self) -> None:
@@ -305,8 +350,17 @@ class Detector:
         score = orca_db - self._background
         if noise_db is not None:
             score = min(score, orca_db - noise_db + s.noise_offset_db)
+        flatness = _flatness_db(orca_spectrum)
         if s.tone_flatness_db > _TONE_OFF_DB:
-            score = min(score, _flatness_db(orca_spectrum) - s.tone_flatness_db)
+            score = min(score, flatness - s.tone_flatness_db)
+        extra_db = None
+        if self.extra_term is not None:
+            view = WindowView(
+                k, self._freqs, orca_spectrum, orca_db, noise_db, self._background, flatness,
+                self._pending[0],
+            )  # fmt: skip
+            extra_db = self.extra_term(view)
+            score = min(score, extra_db)
         if self.scores is not None:
             self.scores.append(
                 WindowScore(
@@ -316,6 +370,7 @@ class Detector:
                     noise_db,
                     self._background,
                     float(self._freqs[int(np.argmax(orca_spectrum))]) if self._freqs.size else 0.0,
+                    extra_db,
                 )
             )
         rate = self._rise if orca_db > self._background else self._fall

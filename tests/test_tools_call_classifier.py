@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamsep.events.detector import Detector, DetectorSettings, WindowView, events_of
+from streamsep.events.detector import Detector, DetectorSettings, events_of
+from streamsep.events.terms import WindowView
 from tools.call_classifier import CallClassifier, FeatureTerm
 from tools.call_features import FEATURE_NAMES
 

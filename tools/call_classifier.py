@@ -38,7 +38,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamsep.engine.offline import Separator
-from streamsep.events.detector import Detector, DetectorSettings, WindowView, events_of
+from streamsep.events.detector import Detector, DetectorSettings, events_of
+from streamsep.events.terms import WindowView
 from streamsep.resources import default_model_paths
 from tools.call_features import FEATURE_NAMES, WindowFeatures
 from tools.dataset.splits import is_test

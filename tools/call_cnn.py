@@ -28,7 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamsep.engine.offline import Separator
-from streamsep.events.detector import DetectorSettings, WindowView
+from streamsep.events.detector import DetectorSettings
+from streamsep.events.terms import WindowView
 from streamsep.resources import default_model_paths
 from tools.call_classifier import Signal, signals
 from tools.evaluate_detection import Item, Stems, build_corpus, offset_table, roc_auc

@@ -15,7 +15,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from streamsep.events.detector import WindowView
+from streamsep.events.terms import WindowView
 
 __all__ = ["FEATURE_NAMES", "SUB_BANDS_HZ", "WindowFeatures"]
 

@@ -42,11 +42,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 
+from streamsep.events.terms import ExtraTerm, WindowView
 from streamsep.validate import check_number, fail
 
 __all__ = [
@@ -62,32 +63,6 @@ __all__ = [
 _FLOOR_DB: Final = -150.0  # power floor: digital silence reads this, not -inf
 _BAND_EDGE_FRACTION: Final = 0.05  # band_hz is where 5 % and 95 % of the event's energy lie
 _TONE_OFF_DB: Final = -300.0  # tone_flatness_db at or below this: no tonality term
-
-
-@dataclass(frozen=True)
-class WindowView:
-    """What the detector has of one window, for an extra score term (:class:`ExtraTerm`)."""
-
-    index: int
-    """The window's number on the stream's grid (samples ``[index W, (index + 1) W)``)."""
-    freqs: NDArray[np.float64]
-    """Centre frequencies of the in-band bins, Hz."""
-    orca_spectrum: NDArray[np.float64]
-    """The orca stem's in-band power per bin (Parseval-normalised)."""
-    orca_db: float
-    noise_db: float | None
-    background_db: float
-    flatness_db: float
-    orca: NDArray[np.float64]
-    """The window's orca samples, shape (W, n_channels)."""
-
-
-class ExtraTerm(Protocol):
-    """One more term of the score, dB (the score is the minimum of all terms): a call
-    classifier under evaluation (``tools/call_classifier.py``). Called once per window, in
-    order, from the detector's thread."""
-
-    def __call__(self, view: WindowView) -> float: ...
 
 
 @dataclass(frozen=True)

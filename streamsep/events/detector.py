@@ -21,21 +21,21 @@ and the score, dB::
     score = min(orca_db - background_db, orca_db - noise_db + noise_offset_db,
                 flatness_db - tone_flatness_db)
 
-(without a noise stem: no second term; a detector built with an ``extra_term`` adds that
-term to the minimum: experiments with call classifiers, ``tools/call_classifier.py``).
-``flatness_db`` is the spectral flatness of the orca stem's band (geometric over arithmetic
-mean of its power spectrum, dB; 0 for white noise, very negative for a pure tone); the third
-term keeps steady pure tones (the rectangular tonal pulses
-among the OrcaCNN negatives, for one), which the model passes to the orca stem, from counting as
-calls; ``tone_flatness_db`` = -300 dB turns it off. Hysteresis turns scores into events: an
-event opens when a window reaches ``start_threshold_db``; it starts at the first window of the
-run of windows at or above ``end_threshold_db`` that led there; it goes on while windows at or
-above ``end_threshold_db`` follow each other with gaps shorter than ``merge_gap_seconds`` (so
-one call sequence is one event), and ends after the last of them once ``merge_gap_seconds``
-have passed without one: an event is known, and published, that long after its end. Events
-whose windows at or above ``end_threshold_db`` add up to less than ``min_duration_seconds``
-are dropped; one longer than ``max_event_seconds`` is closed and a new one may open. The
-defaults come from ``tools/evaluate_detection.py`` (``docs/detection.md``).
+(without a noise stem: no second term; a detector built with an ``extra_term`` adds that term to
+the minimum: experiments with call classifiers, ``tools/call_classifier.py``). ``flatness_db``
+is the spectral flatness of the orca stem's band (geometric over arithmetic mean of its power
+spectrum, dB; 0 for white noise, very negative for a pure tone); the third term keeps steady
+pure tones (the rectangular tonal pulses among the OrcaCNN negatives, for one), which the model
+passes to the orca stem, from counting as calls; ``tone_flatness_db`` = -300 dB turns it off.
+Hysteresis turns scores into events: an event opens when a window reaches
+``start_threshold_db``; it starts at the first window of the run of windows at or above
+``end_threshold_db`` that led there; it goes on while windows at or above ``end_threshold_db``
+follow each other with gaps shorter than ``merge_gap_seconds`` (so one call sequence is one
+event), and ends after the last of them once ``merge_gap_seconds`` have passed without one: an
+event is known, and published, that long after its end. Events whose windows at or above
+``end_threshold_db`` add up to less than ``min_duration_seconds`` are dropped; one longer than
+``max_event_seconds`` is closed and a new one may open. The defaults come from
+``tools/evaluate_detection.py`` (``docs/detection.md``).
 """
 
 from __future__ import annotations

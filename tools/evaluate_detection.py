@@ -347,6 +347,11 @@ def report(
             "false_per_hour_other",
             "{:.2f}",
         ),
+        (
+            "false events per hour, the five test-split noise recordings",
+            "false_per_hour_test",
+            "{:.2f}",
+        ),
         ("false events (count)", "false_events", "{}"),
     ]
     lines = [

@@ -357,11 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def make_term(item: Item, offset_db: float) -> FeatureTerm:
         return FeatureTerm(classifier, offset_db)
 
-    print(
-        f"Logistic call term (val window AUC {auc_val:.3f}); separated stems, the other settings"
-        " the defaults:\n"
-    )
-    print(offset_table(settings, corpus, make_term, OFFSETS_DB))
+    title = f"Logistic call term (val window AUC {auc_val:.3f})"
+    print(offset_table(settings, corpus, make_term, OFFSETS_DB, title))
     return 0
 
 

@@ -165,11 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def make_term(item: Item, offset_db: float) -> Precomputed:
         return Precomputed(log_odds[item.name], item.mix.shape[0], window, offset_db)
 
-    print(
-        f"CNN call term (val window AUC {window_auc:.3f}); separated stems, the other settings"
-        " the defaults:\n"
-    )
-    print(offset_table(settings, corpus, make_term, OFFSETS_DB))
+    title = f"CNN call term (val window AUC {window_auc:.3f})"
+    print(offset_table(settings, corpus, make_term, OFFSETS_DB, title))
     return 0
 
 

@@ -416,10 +416,13 @@ def offset_table(
     corpus: Corpus,
     make_term: Callable[[Item, float], ExtraTerm],
     offsets: Sequence[float],
+    title: str,
 ) -> str:
     """Experiments: the detector with an extra call term (``make_term(item, offset_db)``) at
-    several offsets, as a Markdown table (separated stems)."""
+    several offsets, as a Markdown table (separated stems) under ``title``."""
     lines = [
+        f"{title}; separated stems, the other settings the defaults:",
+        "",
         "| call offset dB | AUC | AUC, Orcasound Lab | false/h | false/h, test-split noise | "
         "false events by recording | recall -10 / -5 / 0 dB |",
         "| ---: | ---: | ---: | ---: | ---: | --- | --- |",

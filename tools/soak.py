@@ -397,7 +397,7 @@ def run_daemon_once(
             elif msg is None and proc.poll() is not None and not sub.ended:
                 # the whole stream went out before the subscription arrived (a fast,
                 # unpaced run on a loaded machine): the same slow joiner, missed entirely
-                late_join = late_join or not verifier.topics
+                late_join = not verifier.topics
                 break
         try:
             proc.wait(timeout=30)

@@ -325,8 +325,10 @@ class Detector:
         score = orca_db - self._background
         if noise_db is not None:
             score = min(score, orca_db - noise_db + s.noise_offset_db)
-        flatness = _flatness_db(orca_spectrum)
-        if s.tone_flatness_db > _TONE_OFF_DB:
+        tone_term = s.tone_flatness_db > _TONE_OFF_DB
+        # the flatness costs a log per bin: only where a term uses it
+        flatness = _flatness_db(orca_spectrum) if tone_term or self.extra_term is not None else 0.0
+        if tone_term:
             score = min(score, flatness - s.tone_flatness_db)
         extra_db = None
         if self.extra_term is not None:

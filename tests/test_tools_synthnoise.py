@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tools.dataset.mixtures import NOISE_STEM, Clip, Pool, make_mixture
-from tools.dataset.synthnoise import KINDS, synthetic_noise
+from tools.dataset.synthnoise import DEFAULT_KINDS, KINDS, synthetic_noise
 
 RATE = 32000
 N = 2 * RATE
@@ -57,8 +57,9 @@ def test_unknown_kind_is_named() -> None:
 
 
 def test_mixtures_add_synthetic_noise_to_the_noise_stem() -> None:
-    """``p_synthetic`` = 1: every mixture's noise holds a synthetic kind (all four over a few
-    seeds), recorded in the meta with its level; 0 (the default) adds none."""
+    """``p_synthetic`` = 1: every mixture's noise holds a synthetic kind (all four default ones
+    over a few seeds, never ``pings`` unless asked for), recorded in the meta with its level;
+    0 (the default) adds none; ``synthetic_kinds`` restricts the draw."""
     quiet = np.zeros(3 * RATE, np.float32)
     quiet[::100] = 1e-3  # a real noise file, almost silent
     clip = Clip("noise/q.flac", "noise-ship", "noise/q.flac", quiet, np.ones(8, bool), 1024)
@@ -72,6 +73,42 @@ def test_mixtures_add_synthetic_noise_to_the_noise_stem() -> None:
         kinds.add(entry["synthetic"])
         assert -10 <= entry["gain_db"] <= 0
         assert np.isfinite(mixture.sources[NOISE_STEM]).all()
-    assert kinds == set(KINDS)
+    assert kinds == set(DEFAULT_KINDS) and "pings" not in kinds
     plain = make_mixture(pool, np.random.default_rng(0), N, 0.0, with_call=False)
     assert all("synthetic" not in n for n in plain.meta["noises"])
+    only = make_mixture(
+        pool,
+        np.random.default_rng(0),
+        N,
+        0.0,
+        with_call=False,
+        p_synthetic=1.0,
+        synthetic_kinds=("pings",),
+    )
+    assert [n["synthetic"] for n in only.meta["noises"] if "synthetic" in n] == ["pings"]
+    with pytest.raises(ValueError, match="'snow'"):
+        make_mixture(
+            pool,
+            np.random.default_rng(0),
+            N,
+            0.0,
+            with_call=False,
+            p_synthetic=1.0,
+            synthetic_kinds=("snow",),
+        )
+
+
+def test_pings_are_steady_pulsed_tones() -> None:
+    """Pings are gated (a tenth of the frames at least 20 dB under the loudest, never all of
+    them loud) tones in 1.5-16 kHz."""
+    for seed in range(6):
+        x, _ = synthetic_noise(np.random.default_rng(seed), N, RATE, "pings")
+        frames = np.lib.stride_tricks.sliding_window_view(x, 1024)[::256] * np.hanning(1024)
+        power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+        level = 10 * np.log10(power.sum(axis=1) + 1e-20)
+        loud = level > level.max() - 6
+        assert 0 < loud.mean() < 0.9  # pulsed, not continuous
+        assert np.percentile(level, 10) < level.max() - 20
+        peak_hz = np.argmax(power[loud], axis=1) * RATE / 1024
+        assert (peak_hz > 1400).all() and (peak_hz < 16100).all()
+        assert _band_fraction(x, 1400, RATE / 2) > 0.9

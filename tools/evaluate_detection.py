@@ -287,11 +287,15 @@ def evaluate(
     held_out = [i for i in corpus.noise if is_test(i.name)]
     held_out_false = sum(n for name, n in per_file.items() if is_test(name))
     held_out_hours = loops * sum(i.mix.shape[0] for i in held_out) / rate / 3600
+    kept_in_hours = hours - held_out_hours
     other = [i for i in corpus.noise if not i.name.startswith(ORCACNN_NOISE)]
     other_false = sum(n for name, n in per_file.items() if not name.startswith(ORCACNN_NOISE))
     other_hours = loops * sum(i.mix.shape[0] for i in other) / rate / 3600
     return {
         "false_per_hour_test": held_out_false / held_out_hours if held_out_hours else math.nan,
+        "false_per_hour_not_test": (
+            (n_false - held_out_false) / kept_in_hours if kept_in_hours > 0 else math.nan
+        ),
         "auc_orcasound_lab": roc_auc(lab_pos, lab_neg),
         "false_per_hour_other": other_false / other_hours,
         "n_other": len(other),
@@ -350,6 +354,11 @@ def report(
         (
             "false events per hour, the five test-split noise recordings",
             "false_per_hour_test",
+            "{:.2f}",
+        ),
+        (
+            "false events per hour, the noise recordings outside the test split",
+            "false_per_hour_not_test",
             "{:.2f}",
         ),
         ("false events (count)", "false_events", "{}"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from tools.dataset.mixtures import (
     make_mixture,
 )
 from tools.dataset.noisefloor import stream_input
+from tools.dataset.synthnoise import DEFAULT_KINDS, check_kinds
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class BlockGenerator:
         Probability of a block whose first or last 1..T-1 frames are digital silence in the
         mix and every source, as the engine's blocks are at a stream's start and end and around
         a gap filled with silence. 0 draws nothing extra from the generator.
-    noise_augment, call_resample, p_synthetic, p_colour
+    noise_augment, call_resample, p_synthetic, p_colour, synthetic_kinds
         See :func:`make_mixture` (with ``augment``); the defaults draw nothing extra.
     context_seconds : (float, float)
         With ``model.params.context = "floor"``: each block comes after U(range) seconds of its
@@ -120,6 +121,7 @@ class BlockGenerator:
         p_synthetic: float = 0.0,
         p_colour: float = 0.0,
         context_seconds: tuple[float, float] = (0.0, 12.0),
+        synthetic_kinds: Sequence[str] = DEFAULT_KINDS,
     ) -> None:
         if params.instrument_list != (ORCA_STEM, NOISE_STEM):
             raise ConfigError(
@@ -136,6 +138,7 @@ class BlockGenerator:
         self.call_resample = call_resample
         self.p_synthetic = p_synthetic if augment else 0.0
         self.p_colour = p_colour if augment else 0.0
+        self.synthetic_kinds = check_kinds(synthetic_kinds)
         self.n_samples = block_samples(params)
         self.with_floor = params.context == "floor"
         self.context_seconds = context_seconds
@@ -164,6 +167,7 @@ class BlockGenerator:
             p_synthetic=self.p_synthetic,
             p_colour=self.p_colour,
             context_samples=n_context,
+            synthetic_kinds=self.synthetic_kinds,
         )
         mix_wave, sources = mixture.mix, mixture.sources
         if self.p_edge_silence > 0 and rng.random() < self.p_edge_silence:

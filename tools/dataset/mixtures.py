@@ -22,7 +22,7 @@ from streamsep.engine.audio import read_audio
 from streamsep.errors import ConfigError
 from tools.dataset.colour import apply_colour, random_colour
 from tools.dataset.splits import TEST_SPLIT, is_test
-from tools.dataset.synthnoise import synthetic_noise
+from tools.dataset.synthnoise import DEFAULT_KINDS, synthetic_noise
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -338,6 +338,7 @@ def make_mixture(
     p_synthetic: float = 0.0,
     p_colour: float = 0.0,
     context_samples: int = 0,
+    synthetic_kinds: Sequence[str] = DEFAULT_KINDS,
 ) -> Mixture:
     """One mixture of ``n_calls`` call crops (different files) in real noise at ``snr`` dB.
 
@@ -368,9 +369,9 @@ def make_mixture(
     call_resample : (float, float)
         With ``augment``, the range of the calls' resampling factor.
     p_synthetic : float
-        Probability of adding one :mod:`tools.dataset.synthnoise` noise (kind uniform) to the noise
-        at
-        U(-10, 0) dB relative to it, before the SNR is set; 0 draws nothing extra.
+        Probability of adding one :mod:`tools.dataset.synthnoise` noise (kind uniform from
+        ``synthetic_kinds``) to the noise at U(-10, 0) dB relative to it, before the SNR is set;
+        0 draws nothing extra.
     p_colour : float
         Probability of colouring the noise (:func:`tools.dataset.colour.random_colour`: tilt,
         bands, low-pass, slow gain swing) after everything above, before the SNR is set; 0
@@ -379,6 +380,9 @@ def make_mixture(
         Noise only (the same noise, gains and augmentation) before the ``n_samples`` that hold
         the calls: the mixture is ``context_samples + n_samples`` long, its first
         ``context_samples`` without calls (the background a running noise floor has heard).
+    synthetic_kinds : sequence of str
+        The synthetic kinds ``p_synthetic`` draws from
+        (:data:`tools.dataset.synthnoise.DEFAULT_KINDS`).
 
     Returns
     -------
@@ -399,7 +403,7 @@ def make_mixture(
         noise = noise + other * np.float32(np.sqrt(power) * 10 ** (rel_db / 20))
         noises.append({"path": pool.noises[order[1]].path, "gain_db": rel_db})
     if p_synthetic > 0 and rng.random() < p_synthetic:
-        synth, kind = synthetic_noise(rng, n_samples, rate)
+        synth, kind = synthetic_noise(rng, n_samples, rate, kinds=synthetic_kinds)
         rel_db = float(rng.uniform(-10, 0))
         noise = noise + synth * np.float32(np.sqrt(np.mean(noise**2)) * 10 ** (rel_db / 20))
         noises.append({"synthetic": kind, "gain_db": rel_db})

@@ -1,4 +1,4 @@
-"""Synthetic ocean noises the shared recordings lack: rain, snapping shrimp, mains hum, flow.
+"""Synthetic ocean noises the shared recordings lack: rain, snapping shrimp, mains hum, flow, pings.
 
 Each generator returns ``n_samples`` of unit-RMS float32 audio at ``rate`` Hz drawn from
 ``rng`` only. They are rough models, meant to widen what the network has heard, not to imitate
@@ -14,18 +14,25 @@ one site:
   ``1 / k^a`` (``a`` in 0.5-1.5), random phases, a slow ±20 % amplitude wobble.
 * ``flow``: flow noise on the hydrophone: white noise low-passed at 50-300 Hz, in gusts (a
   slowly varying log-normal envelope).
+* ``pings``: man-made pulsed tones (echosounders, acoustic pingers and deterrents, modems):
+  one to three carriers at 1.5-16 kHz (log-uniform, below 0.45 of the rate), each a steady
+  frequency (no modulation) with up to two harmonics at 2x and 3x (a square-ish wave, p 0.5),
+  pulses of 5-500 ms (at most half the mean interval) with 0.5 ms ramps, repeated every
+  0.1-2 s (±3 % jitter) or at random (Poisson, 0.5-10 per second), each pulse within ±1 dB
+  of its carrier's level, over a faint pink background (-30 dB). Not in
+  :data:`DEFAULT_KINDS`: opt in with ``kinds``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
 
-__all__ = ["KINDS", "synthetic_noise"]
+__all__ = ["DEFAULT_KINDS", "KINDS", "check_kinds", "synthetic_noise"]
 
 Generator = Callable[[np.random.Generator, int, int], NDArray[np.float64]]
 
@@ -102,18 +109,59 @@ def _flow(rng: np.random.Generator, n: int, rate: int) -> NDArray[np.float64]:
     return rumble * envelope
 
 
+def _pings(rng: np.random.Generator, n: int, rate: int) -> NDArray[np.float64]:
+    out = np.zeros(n)
+    ramp = max(1, int(0.5e-3 * rate))
+    top = min(16_000.0, 0.45 * rate)
+    for _ in range(int(rng.integers(1, 4))):
+        hz = float(np.exp(rng.uniform(np.log(1_500.0), np.log(top))))
+        harmonics = [1.0]
+        if rng.random() < 0.5:
+            harmonics += [1.0 / k for k in (2, 3) if k * hz < 0.45 * rate]
+        regular = bool(rng.random() < 0.5)
+        interval = rng.uniform(0.1, 2.0) if regular else 1.0 / rng.uniform(0.5, 10.0)  # s
+        seconds = min(float(np.exp(rng.uniform(np.log(5e-3), np.log(0.5)))), 0.5 * interval)
+        length = max(2 * ramp + 1, int(seconds * rate))
+        t = np.arange(length) / rate
+        pulse = sum(a * np.sin(2 * np.pi * (k + 1) * hz * t) for k, a in enumerate(harmonics))
+        envelope = np.ones(length)
+        envelope[:ramp] = np.linspace(0.0, 1.0, ramp)
+        envelope[-ramp:] = np.linspace(1.0, 0.0, ramp)
+        pulse = pulse * envelope
+        if regular:
+            period = interval * rate
+            starts = np.arange(rng.uniform(0, period), n, period)
+            starts = starts + rng.uniform(-0.03, 0.03, starts.shape[0]) * period
+        else:
+            starts = _events(rng, n, rate, 1.0 / interval).astype(np.float64)
+        level = 10 ** (rng.uniform(-10.0, 0.0) / 20)
+        for start in (int(i) for i in starts):
+            if 0 <= start < n:
+                stop = min(n, start + length)
+                out[start:stop] += level * 10 ** (rng.uniform(-1, 1) / 20) * pulse[: stop - start]
+    rms = float(np.sqrt(np.mean(out**2)))
+    return out + 0.03 * max(rms, 1e-3) * _unit_rms(_pink(rng, n))
+
+
 _GENERATORS: Final[dict[str, Generator]] = {
     "rain": _rain,
     "shrimp": _shrimp,
     "hum": _hum,
     "flow": _flow,
+    "pings": _pings,
 }
 KINDS: Final = tuple(_GENERATORS)
 """The kinds :func:`synthetic_noise` makes."""
+DEFAULT_KINDS: Final = ("rain", "shrimp", "hum", "flow")
+"""The kinds drawn from when none are given (those of the recipes before ``pings`` existed)."""
 
 
 def synthetic_noise(
-    rng: np.random.Generator, n_samples: int, rate: int, kind: str | None = None
+    rng: np.random.Generator,
+    n_samples: int,
+    rate: int,
+    kind: str | None = None,
+    kinds: Sequence[str] = DEFAULT_KINDS,
 ) -> tuple[NDArray[np.float32], str]:
     """``n_samples`` of unit-RMS synthetic noise at ``rate`` Hz and its kind.
 
@@ -125,7 +173,9 @@ def synthetic_noise(
     rate : int
         Sample rate, Hz.
     kind : str, optional
-        One of :data:`KINDS`; default: drawn uniformly from ``rng``.
+        One of :data:`KINDS`; default: drawn uniformly from ``kinds`` with ``rng``.
+    kinds : sequence of str
+        What ``kind=None`` draws from (:data:`DEFAULT_KINDS`).
 
     Raises
     ------
@@ -133,7 +183,18 @@ def synthetic_noise(
         For an unknown ``kind``.
     """
     if kind is None:
-        kind = KINDS[int(rng.integers(len(KINDS)))]
+        check_kinds(kinds)
+        kind = kinds[int(rng.integers(len(kinds)))]
     if kind not in _GENERATORS:
         raise ValueError(f"synthetic noise kind must be one of {list(KINDS)}, got {kind!r}")
     return _unit_rms(_GENERATORS[kind](rng, n_samples, rate)), kind
+
+
+def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """``kinds`` as a tuple; ValueError if it is empty or names an unknown kind."""
+    unknown = [k for k in kinds if k not in _GENERATORS]
+    if not kinds or unknown:
+        raise ValueError(
+            f"synthetic noise kinds must be a non-empty subset of {list(KINDS)}, got {list(kinds)}"
+        )
+    return tuple(kinds)

@@ -13,6 +13,7 @@ from streamsep.engine.params import load_params
 from tools.dataset.mixtures import (
     probability,
 )
+from tools.dataset.synthnoise import DEFAULT_KINDS, KINDS
 from tools.evaluate.report import (
     _finite,
     report,
@@ -61,7 +62,16 @@ def _build_parser() -> argparse.ArgumentParser:
         type=probability,
         default=0.0,
         metavar="P",
-        help="add a synthetic noise (rain, shrimp, hum, flow) to each mixture with probability P",
+        help="add a synthetic noise to each mixture with probability P (kinds: --synthetic-kinds)",
+    )
+    parser.add_argument(
+        "--synthetic-kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(DEFAULT_KINDS),
+        metavar="KIND",
+        help=f"synthetic noise kinds, each drawn equally often: {', '.join(KINDS)} "
+        f"(default: {' '.join(DEFAULT_KINDS)})",
     )
     parser.add_argument("--no-labeled", action="store_true", help="skip the labelled clips")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -88,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lookaheads=args.lookaheads,
         trim_seconds=args.trim_seconds,
         p_synthetic=args.synthetic_noise,
+        synthetic_kinds=args.synthetic_kinds,
     )
     result["command"] = "python -m tools.evaluate " + " ".join(
         sys.argv[1:] if argv is None else argv

@@ -27,6 +27,7 @@ from tools.dataset.mixtures import (
     load_pool,
     make_mixture,
 )
+from tools.dataset.synthnoise import DEFAULT_KINDS
 from tools.evaluate.metrics import sdr, si_sdr, spectrogram_mad
 
 _LOGGER = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ def _mixtures(
     level_db: float,
     p_synthetic: float = 0.0,
     context_seconds: float = 0.0,
+    synthetic_kinds: Sequence[str] = DEFAULT_KINDS,
 ) -> list[tuple[float, Mixture]]:
     """The seeded evaluation mixtures, ``(snr, mixture)``; with ``context_seconds``, each after
     that much of its own noise (``context_samples`` of :func:`make_mixture`, whole hops)."""
@@ -218,6 +220,7 @@ def _mixtures(
                 noise_index=(j + k) % len(pool.noises),
                 p_synthetic=p_synthetic,
                 context_samples=n_context,
+                synthetic_kinds=synthetic_kinds,
             )
             out.append((float(snr), mixture))
     return out

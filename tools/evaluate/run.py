@@ -18,6 +18,7 @@ from tools.dataset.mixtures import (
     ORCA_STEM,
     prepare_audio,
 )
+from tools.dataset.synthnoise import DEFAULT_KINDS
 from tools.evaluate.methods import (
     BAND_HZ,
     METRICS,
@@ -91,11 +92,13 @@ def evaluate(
     lookaheads: Sequence[int] = (),
     trim_seconds: float = 0.0,
     p_synthetic: float = 0.0,
+    synthetic_kinds: Sequence[str] = DEFAULT_KINDS,
 ) -> dict[str, Any]:
     """Run every method on the mixtures (and labelled clips); return the results dict.
 
     ``p_synthetic`` > 0 adds to each mixture's noise, with that probability, a synthetic noise
-    (:mod:`tools.dataset.synthnoise`: rain, shrimp, hum or flow) the validation recordings lack.
+    (:mod:`tools.dataset.synthnoise`, a kind drawn from ``synthetic_kinds``) the validation
+    recordings lack.
 
     ``trim_seconds`` > 0 scores only ``[trim, n - trim]`` of every mixture (every method is still
     run on the whole mixture): the middle of a stream, away from its start and end.
@@ -104,7 +107,16 @@ def evaluate(
     """
     started = time.perf_counter()
     mixtures = _mixtures(
-        data_dir, split, params, snrs, n_per_snr, seed, seconds, level_db, p_synthetic
+        data_dir,
+        split,
+        params,
+        snrs,
+        n_per_snr,
+        seed,
+        seconds,
+        level_db,
+        p_synthetic,
+        synthetic_kinds=synthetic_kinds,
     )
     rate = params.sample_rate
     runners = [_ModelRunner(Path(m), params, chunk, lookaheads) for m in models]
@@ -166,6 +178,7 @@ def evaluate(
             "seconds": seconds,
             "level_db": level_db,
             "p_synthetic": p_synthetic,
+            "synthetic_kinds": list(synthetic_kinds),
             "chunk": chunk,
             "lookaheads": list(lookaheads),
             "trim_seconds": trim_seconds,

@@ -14,6 +14,7 @@ from streamsep.engine.params import load_params
 from streamsep.errors import ConfigError, StreamsepError
 from tools.dataset.blocks import BlockGenerator, CsvBlockGenerator
 from tools.dataset.mixtures import NOISE_STEM, ORCA_STEM, load_pool, probability
+from tools.dataset.synthnoise import DEFAULT_KINDS, KINDS
 from tools.train.loop import (
     DEFAULT_DATA,
     VALIDATION_SEED_OFFSET,
@@ -115,7 +116,16 @@ def _build_parser() -> argparse.ArgumentParser:
         type=probability,
         default=0.0,
         metavar="P",
-        help="probability of adding a synthetic noise (rain, shrimp, hum, flow) to a block (0)",
+        help="probability of adding a synthetic noise to a block (0); kinds: --synthetic-kinds",
+    )
+    parser.add_argument(
+        "--synthetic-kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(DEFAULT_KINDS),
+        metavar="KIND",
+        help=f"synthetic noise kinds, each drawn equally often: {', '.join(KINDS)} "
+        f"(default: {' '.join(DEFAULT_KINDS)})",
     )
     parser.add_argument(
         "--noise-colour",
@@ -210,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 call_resample=tuple(args.call_resample),
                 p_synthetic=args.synthetic_noise,
                 p_colour=args.noise_colour,
+                synthetic_kinds=args.synthetic_kinds,
             )
         if args.backend == "tensorflow":  # after every check that needs no TensorFlow
             import tensorflow as tf

@@ -12,6 +12,7 @@ from tools.dataset.mixtures import (
     NOISE_STEM,
     ORCA_STEM,
 )
+from tools.dataset.synthnoise import DEFAULT_KINDS
 from tools.evaluate.methods import (
     STEMS,
 )
@@ -46,6 +47,7 @@ def report(result: dict[str, Any]) -> str:
         )
         + (
             f", synthetic noise added with probability {cfg['p_synthetic']:g}"
+            f" ({', '.join(cfg.get('synthetic_kinds', DEFAULT_KINDS))})"
             if cfg.get("p_synthetic")
             else ""
         )

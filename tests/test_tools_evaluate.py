@@ -137,3 +137,23 @@ def test_labeled_clips_report_auc_and_median_levels(tmp_path: Path) -> None:
     assert result["mix"]["median_call_db"] - result["mix"]["median_nocall_db"] == pytest.approx(
         20.0, abs=0.5
     )
+
+
+def test_two_models_with_one_file_name_are_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows are named by the model's file name: two files named alike would silently share
+    rows, so the command refuses them with one line naming the option (no mixture is made)."""
+    from tools.evaluate.__main__ import main
+
+    params = data_path(f"{DEFAULT_MODEL_NAME}.json")
+    model = data_path(f"{DEFAULT_MODEL_NAME}.tflite")
+    copy = tmp_path / model.name
+    copy.write_bytes(model.read_bytes())
+    args = ["--params", str(params), "--model", str(model), str(copy), "--data", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--model" in err and "share one" in err and model.name in err
+    assert not (tmp_path / "out").exists()

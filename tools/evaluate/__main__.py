@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamsep.engine.params import load_params
+from streamsep.errors import ConfigError
 from tools.dataset.mixtures import (
     probability,
 )
@@ -80,26 +81,30 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
-    result = evaluate(
-        params,
-        args.model,
-        args.data,
-        split=args.split,
-        snrs=args.snrs,
-        n_per_snr=args.n_per_snr,
-        seed=args.seed,
-        seconds=args.seconds,
-        level_db=args.level_db,
-        chunk=args.chunk,
-        labeled=not args.no_labeled,
-        lookaheads=args.lookaheads,
-        trim_seconds=args.trim_seconds,
-        p_synthetic=args.synthetic_noise,
-        synthetic_kinds=args.synthetic_kinds,
-    )
+    try:
+        result = evaluate(
+            params,
+            args.model,
+            args.data,
+            split=args.split,
+            snrs=args.snrs,
+            n_per_snr=args.n_per_snr,
+            seed=args.seed,
+            seconds=args.seconds,
+            level_db=args.level_db,
+            chunk=args.chunk,
+            labeled=not args.no_labeled,
+            lookaheads=args.lookaheads,
+            trim_seconds=args.trim_seconds,
+            p_synthetic=args.synthetic_noise,
+            synthetic_kinds=args.synthetic_kinds,
+        )
+    except ConfigError as exc:
+        parser.error(str(exc))
     result["command"] = "python -m tools.evaluate " + " ".join(
         sys.argv[1:] if argv is None else argv
     )

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from streamsep.engine.audio import read_audio
 from streamsep.engine.params import ModelParams
+from streamsep.errors import ConfigError
 from tools.dataset.mixtures import (
     NOISE_STEM,
     ORCA_STEM,
@@ -105,6 +106,12 @@ def evaluate(
     ``lookaheads`` adds, per model, streaming rows ``<name> streaming L=<lookahead_frames>``
     (hop derived from the lookahead) and a ``latency_curve`` of mean SI-SDRi against latency.
     """
+    stems = [Path(m).stem for m in models]
+    if len(set(stems)) < len(stems):
+        raise ConfigError(
+            "--model: the models are named by their file names, and two share one: "
+            f"{[str(m) for m in models]} (copy one to another name)"
+        )
     started = time.perf_counter()
     mixtures = _mixtures(
         data_dir,

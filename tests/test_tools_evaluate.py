@@ -157,3 +157,18 @@ def test_two_models_with_one_file_name_are_refused_before_any_work(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--model" in err and "share one" in err and model.name in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bit_rate_that_is_not_positive_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tools.evaluate.__main__ import main
+
+    params = data_path(f"{DEFAULT_MODEL_NAME}.json")
+    model = data_path(f"{DEFAULT_MODEL_NAME}.tflite")
+    args = ["--params", str(params), "--model", str(model), "--data", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--aac-kbps", "0", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "--aac-kbps" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()

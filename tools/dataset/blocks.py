@@ -94,7 +94,7 @@ class BlockGenerator:
         Probability of a block whose first or last 1..T-1 frames are digital silence in the
         mix and every source, as the engine's blocks are at a stream's start and end and around
         a gap filled with silence. 0 draws nothing extra from the generator.
-    noise_augment, call_resample, p_synthetic, p_colour, synthetic_kinds
+    noise_augment, call_resample, p_synthetic, p_colour, synthetic_kinds, p_aac, aac_kbps
         See :func:`make_mixture` (with ``augment``); the defaults draw nothing extra.
     context_seconds : (float, float)
         With ``model.params.context = "floor"``: each block comes after U(range) seconds of its
@@ -122,6 +122,8 @@ class BlockGenerator:
         p_colour: float = 0.0,
         context_seconds: tuple[float, float] = (0.0, 12.0),
         synthetic_kinds: Sequence[str] = DEFAULT_KINDS,
+        p_aac: float = 0.0,
+        aac_kbps: tuple[float, float] = (64.0, 160.0),
     ) -> None:
         if params.instrument_list != (ORCA_STEM, NOISE_STEM):
             raise ConfigError(
@@ -139,6 +141,8 @@ class BlockGenerator:
         self.p_synthetic = p_synthetic if augment else 0.0
         self.p_colour = p_colour if augment else 0.0
         self.synthetic_kinds = check_kinds(synthetic_kinds)
+        self.p_aac = p_aac if augment else 0.0
+        self.aac_kbps = aac_kbps
         self.n_samples = block_samples(params)
         self.with_floor = params.context == "floor"
         self.context_seconds = context_seconds
@@ -168,6 +172,8 @@ class BlockGenerator:
             p_colour=self.p_colour,
             context_samples=n_context,
             synthetic_kinds=self.synthetic_kinds,
+            p_aac=self.p_aac,
+            aac_kbps=self.aac_kbps,
         )
         mix_wave, sources = mixture.mix, mixture.sources
         if self.p_edge_silence > 0 and rng.random() < self.p_edge_silence:

@@ -20,6 +20,7 @@ from scipy import signal
 
 from streamsep.engine.audio import read_audio
 from streamsep.errors import ConfigError
+from tools.dataset.codec import aac_round_trip
 from tools.dataset.colour import apply_colour, random_colour
 from tools.dataset.splits import TEST_SPLIT, is_test
 from tools.dataset.synthnoise import DEFAULT_KINDS, synthetic_noise
@@ -339,6 +340,8 @@ def make_mixture(
     p_colour: float = 0.0,
     context_samples: int = 0,
     synthetic_kinds: Sequence[str] = DEFAULT_KINDS,
+    p_aac: float = 0.0,
+    aac_kbps: tuple[float, float] = (64.0, 160.0),
 ) -> Mixture:
     """One mixture of ``n_calls`` call crops (different files) in real noise at ``snr`` dB.
 
@@ -383,6 +386,12 @@ def make_mixture(
     synthetic_kinds : sequence of str
         The synthetic kinds ``p_synthetic`` draws from
         (:data:`tools.dataset.synthnoise.DEFAULT_KINDS`).
+    p_aac : float
+        Probability of an AAC round trip of the mix (:func:`tools.dataset.codec.aac_round_trip`,
+        at U(``aac_kbps``) kbit/s), last, after the level is set; the coding error joins the
+        noise stem (so ``mix`` stays the sum of the stems; the orca stem is the uncoded call).
+        0 draws nothing extra; the draws come after all others, so a mixture differs from the
+        same seed's without it only by the coding.
 
     Returns
     -------
@@ -440,6 +449,11 @@ def make_mixture(
     gain = 10 ** (level_db / 20) / max(float(np.sqrt(np.mean(mix.astype(np.float64) ** 2))), 1e-12)
     gain = min(gain, 0.98 / max(float(np.abs(mix).max()), 1e-12))
     orca, noise, mix = (np.asarray(s * gain, np.float32) for s in (orca, noise, mix))
+    if p_aac > 0 and rng.random() < p_aac:
+        kbps = float(rng.uniform(*aac_kbps))
+        mix = aac_round_trip(mix, rate, kbps)
+        noise = mix - orca
+        noises.append({"aac_kbps": kbps})
     meta = {
         "calls": calls,
         "noises": noises,

@@ -74,6 +74,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"synthetic noise kinds, each drawn equally often: {', '.join(KINDS)} "
         f"(default: {' '.join(DEFAULT_KINDS)})",
     )
+    parser.add_argument(
+        "--aac-kbps",
+        type=float,
+        default=None,
+        metavar="K",
+        help="code every mixture as AAC at K kbit/s and decode it (as on Orcasound's HLS; "
+        "the same mixtures as without it, coded)",
+    )
     parser.add_argument("--no-labeled", action="store_true", help="skip the labelled clips")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
@@ -102,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             trim_seconds=args.trim_seconds,
             p_synthetic=args.synthetic_noise,
             synthetic_kinds=args.synthetic_kinds,
+            aac_kbps=args.aac_kbps,
         )
     except ConfigError as exc:
         parser.error(str(exc))

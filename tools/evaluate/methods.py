@@ -199,6 +199,7 @@ def _mixtures(
     p_synthetic: float = 0.0,
     context_seconds: float = 0.0,
     synthetic_kinds: Sequence[str] = DEFAULT_KINDS,
+    aac_kbps: float | None = None,
 ) -> list[tuple[float, Mixture]]:
     """The seeded evaluation mixtures, ``(snr, mixture)``; with ``context_seconds``, each after
     that much of its own noise (``context_samples`` of :func:`make_mixture`, whole hops)."""
@@ -221,6 +222,8 @@ def _mixtures(
                 p_synthetic=p_synthetic,
                 context_samples=n_context,
                 synthetic_kinds=synthetic_kinds,
+                p_aac=0.0 if aac_kbps is None else 1.0,
+                aac_kbps=(aac_kbps or 0.0, aac_kbps or 0.0),
             )
             out.append((float(snr), mixture))
     return out

@@ -51,6 +51,11 @@ def report(result: dict[str, Any]) -> str:
             if cfg.get("p_synthetic")
             else ""
         )
+        + (
+            f", every mix AAC-coded at {cfg['aac_kbps']:g} kbit/s and decoded"
+            if cfg.get("aac_kbps")
+            else ""
+        )
         + ". Means over mixtures; SI-SDRi is over the mix; "
         "`% IRM` is the mean SI-SDRi as a percentage of the band-limited ideal ratio mask's; "
         "± is the standard error of the mean over mixtures.",

@@ -94,6 +94,7 @@ def evaluate(
     trim_seconds: float = 0.0,
     p_synthetic: float = 0.0,
     synthetic_kinds: Sequence[str] = DEFAULT_KINDS,
+    aac_kbps: float | None = None,
 ) -> dict[str, Any]:
     """Run every method on the mixtures (and labelled clips); return the results dict.
 
@@ -106,6 +107,8 @@ def evaluate(
     ``lookaheads`` adds, per model, streaming rows ``<name> streaming L=<lookahead_frames>``
     (hop derived from the lookahead) and a ``latency_curve`` of mean SI-SDRi against latency.
     """
+    if aac_kbps is not None and not aac_kbps > 0:
+        raise ConfigError(f"--aac-kbps: need a bit rate > 0 kbit/s, got {aac_kbps}")
     stems = [Path(m).stem for m in models]
     if len(set(stems)) < len(stems):
         raise ConfigError(
@@ -124,6 +127,7 @@ def evaluate(
         level_db,
         p_synthetic,
         synthetic_kinds=synthetic_kinds,
+        aac_kbps=aac_kbps,
     )
     rate = params.sample_rate
     runners = [_ModelRunner(Path(m), params, chunk, lookaheads) for m in models]
@@ -186,6 +190,7 @@ def evaluate(
             "level_db": level_db,
             "p_synthetic": p_synthetic,
             "synthetic_kinds": list(synthetic_kinds),
+            "aac_kbps": aac_kbps,
             "chunk": chunk,
             "lookaheads": list(lookaheads),
             "trim_seconds": trim_seconds,

@@ -128,6 +128,21 @@ def _build_parser() -> argparse.ArgumentParser:
         f"(default: {' '.join(DEFAULT_KINDS)})",
     )
     parser.add_argument(
+        "--aac",
+        type=probability,
+        default=0.0,
+        metavar="P",
+        help="probability of an AAC round trip of a block's mix, as on Orcasound's HLS (0)",
+    )
+    parser.add_argument(
+        "--aac-kbps",
+        type=float,
+        nargs=2,
+        default=(64.0, 160.0),
+        metavar=("LO", "HI"),
+        help="range of the AAC bit rate, kbit/s (64 160)",
+    )
+    parser.add_argument(
         "--noise-colour",
         type=probability,
         default=0.0,
@@ -174,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     lo, hi = args.call_resample
     if not 0 < lo <= hi:
         parser.error(f"--call-resample: need 0 < LO <= HI, got {lo} {hi}")
+    lo, hi = args.aac_kbps
+    if not 0 < lo <= hi:
+        parser.error(f"--aac-kbps: need 0 < LO <= HI kbit/s, got {lo} {hi}")
     if args.keep_every is not None and args.keep_every < 1:
         parser.error(f"--keep-every: need a step count >= 1, got {args.keep_every}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -221,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 p_synthetic=args.synthetic_noise,
                 p_colour=args.noise_colour,
                 synthetic_kinds=args.synthetic_kinds,
+                p_aac=args.aac,
+                aac_kbps=tuple(args.aac_kbps),
             )
         if args.backend == "tensorflow":  # after every check that needs no TensorFlow
             import tensorflow as tf

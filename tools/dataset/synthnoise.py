@@ -17,7 +17,7 @@ one site:
 * ``pings``: man-made pulsed tones (echosounders, acoustic pingers and deterrents, modems):
   one to three carriers at 1.5-16 kHz (log-uniform, below 0.45 of the rate), each a steady
   frequency (no modulation) with up to two harmonics at 2x and 3x (a square-ish wave, p 0.5),
-  pulses of 5-500 ms (at most half the mean interval) with 0.5 ms ramps, repeated every
+  pulses of 30-500 ms (at most half the mean interval) with 2 ms ramps, repeated every
   0.1-2 s (±3 % jitter) or at random (Poisson, 0.5-10 per second), each pulse within ±1 dB
   of its carrier's level, over a faint pink background (-30 dB). Not in
   :data:`DEFAULT_KINDS`: opt in with ``kinds``.
@@ -111,7 +111,7 @@ def _flow(rng: np.random.Generator, n: int, rate: int) -> NDArray[np.float64]:
 
 def _pings(rng: np.random.Generator, n: int, rate: int) -> NDArray[np.float64]:
     out = np.zeros(n)
-    ramp = max(1, int(0.5e-3 * rate))
+    ramp = max(1, int(2e-3 * rate))
     top = min(16_000.0, 0.45 * rate)
     for _ in range(int(rng.integers(1, 4))):
         hz = float(np.exp(rng.uniform(np.log(1_500.0), np.log(top))))
@@ -120,7 +120,7 @@ def _pings(rng: np.random.Generator, n: int, rate: int) -> NDArray[np.float64]:
             harmonics += [1.0 / k for k in (2, 3) if k * hz < 0.45 * rate]
         regular = bool(rng.random() < 0.5)
         interval = rng.uniform(0.1, 2.0) if regular else 1.0 / rng.uniform(0.5, 10.0)  # s
-        seconds = min(float(np.exp(rng.uniform(np.log(5e-3), np.log(0.5)))), 0.5 * interval)
+        seconds = min(float(np.exp(rng.uniform(np.log(0.03), np.log(0.5)))), 0.5 * interval)
         length = max(2 * ramp + 1, int(seconds * rate))
         t = np.arange(length) / rate
         pulse = sum(a * np.sin(2 * np.pi * (k + 1) * hz * t) for k, a in enumerate(harmonics))

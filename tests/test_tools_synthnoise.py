@@ -76,26 +76,22 @@ def test_mixtures_add_synthetic_noise_to_the_noise_stem() -> None:
     assert kinds == set(DEFAULT_KINDS) and "pings" not in kinds
     plain = make_mixture(pool, np.random.default_rng(0), N, 0.0, with_call=False)
     assert all("synthetic" not in n for n in plain.meta["noises"])
-    only = make_mixture(
-        pool,
-        np.random.default_rng(0),
-        N,
-        0.0,
-        with_call=False,
-        p_synthetic=1.0,
-        synthetic_kinds=("pings",),
-    )
-    assert [n["synthetic"] for n in only.meta["noises"] if "synthetic" in n] == ["pings"]
-    with pytest.raises(ValueError, match="'snow'"):
-        make_mixture(
+
+    def only(kind: str) -> list[str]:
+        mixture = make_mixture(
             pool,
             np.random.default_rng(0),
             N,
             0.0,
             with_call=False,
             p_synthetic=1.0,
-            synthetic_kinds=("snow",),
+            synthetic_kinds=[kind],
         )
+        return [n["synthetic"] for n in mixture.meta["noises"] if "synthetic" in n]
+
+    assert only("pings") == ["pings"]
+    with pytest.raises(ValueError, match="'snow'"):
+        only("snow")
 
 
 def test_pings_are_steady_pulsed_tones() -> None:

@@ -23,7 +23,7 @@ from streamsep.errors import ConfigError
 from tools.dataset.codec import aac_round_trip
 from tools.dataset.colour import apply_colour, random_colour
 from tools.dataset.splits import TEST_SPLIT, is_test
-from tools.dataset.synthnoise import DEFAULT_KINDS, synthetic_noise
+from tools.dataset.synthnoise import DEFAULT_KINDS, KINDS, synthetic_noise
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -475,3 +475,26 @@ def probability(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"need a probability in 0..1, got {text!r}")
     return value
+
+
+def add_synthetic_arguments(parser: argparse.ArgumentParser, target: str) -> None:
+    """Add ``--synthetic-noise P`` and ``--synthetic-kinds KIND ...`` to ``parser``.
+
+    ``target`` says what ``P`` applies to in the help ("a block", "each mixture").
+    """
+    parser.add_argument(
+        "--synthetic-noise",
+        type=probability,
+        default=0.0,
+        metavar="P",
+        help=f"probability of adding a synthetic noise to {target} (0; kinds: --synthetic-kinds)",
+    )
+    parser.add_argument(
+        "--synthetic-kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(DEFAULT_KINDS),
+        metavar="KIND",
+        help=f"synthetic noise kinds, each drawn equally often: {', '.join(KINDS)} "
+        f"(default: {' '.join(DEFAULT_KINDS)})",
+    )

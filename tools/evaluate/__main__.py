@@ -11,10 +11,7 @@ from pathlib import Path
 
 from streamsep.engine.params import load_params
 from streamsep.errors import ConfigError
-from tools.dataset.mixtures import (
-    probability,
-)
-from tools.dataset.synthnoise import DEFAULT_KINDS, KINDS
+from tools.dataset.mixtures import add_synthetic_arguments
 from tools.evaluate.report import (
     _finite,
     report,
@@ -58,22 +55,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="score only the mixtures' middle, without this many seconds at each end (0)",
     )
-    parser.add_argument(
-        "--synthetic-noise",
-        type=probability,
-        default=0.0,
-        metavar="P",
-        help="add a synthetic noise to each mixture with probability P (kinds: --synthetic-kinds)",
-    )
-    parser.add_argument(
-        "--synthetic-kinds",
-        nargs="+",
-        choices=KINDS,
-        default=list(DEFAULT_KINDS),
-        metavar="KIND",
-        help=f"synthetic noise kinds, each drawn equally often: {', '.join(KINDS)} "
-        f"(default: {' '.join(DEFAULT_KINDS)})",
-    )
+    add_synthetic_arguments(parser, "each mixture")
     parser.add_argument(
         "--aac-kbps",
         type=float,

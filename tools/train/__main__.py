@@ -13,8 +13,13 @@ from pathlib import Path
 from streamsep.engine.params import load_params
 from streamsep.errors import ConfigError, StreamsepError
 from tools.dataset.blocks import BlockGenerator, CsvBlockGenerator
-from tools.dataset.mixtures import NOISE_STEM, ORCA_STEM, load_pool, probability
-from tools.dataset.synthnoise import DEFAULT_KINDS, KINDS
+from tools.dataset.mixtures import (
+    NOISE_STEM,
+    ORCA_STEM,
+    add_synthetic_arguments,
+    load_pool,
+    probability,
+)
 from tools.train.loop import (
     DEFAULT_DATA,
     VALIDATION_SEED_OFFSET,
@@ -111,22 +116,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar=("LO", "HI"),
         help="range of the calls' resampling factor (0.97 1.03)",
     )
-    parser.add_argument(
-        "--synthetic-noise",
-        type=probability,
-        default=0.0,
-        metavar="P",
-        help="probability of adding a synthetic noise to a block (0); kinds: --synthetic-kinds",
-    )
-    parser.add_argument(
-        "--synthetic-kinds",
-        nargs="+",
-        choices=KINDS,
-        default=list(DEFAULT_KINDS),
-        metavar="KIND",
-        help=f"synthetic noise kinds, each drawn equally often: {', '.join(KINDS)} "
-        f"(default: {' '.join(DEFAULT_KINDS)})",
-    )
+    add_synthetic_arguments(parser, "a block")
     parser.add_argument(
         "--aac",
         type=probability,

@@ -237,6 +237,17 @@ def test_block_generator_shapes_and_determinism(pool: Pool) -> None:
     assert not silent[1][ORCA_STEM].any()
 
 
+def test_block_generator_codes_the_mix_as_aac_when_asked(pool: Pool) -> None:
+    """``p_aac`` = 1: the batch's first block has the uncoded one's orca target and a different
+    (coded) mix (later blocks differ more: the batch's examples share one generator, and the
+    codec's draws move it on)."""
+    params = _params()
+    plain = BlockGenerator(pool, params, seed=1, batch_size=2, p_no_call=0.0).batch(0)
+    coded = BlockGenerator(pool, params, seed=1, batch_size=2, p_no_call=0.0, p_aac=1.0).batch(0)
+    np.testing.assert_array_equal(plain[1][ORCA_STEM][0], coded[1][ORCA_STEM][0])
+    assert not np.array_equal(plain[0][0], coded[0][0]) and np.isfinite(coded[0]).all()
+
+
 def test_block_magnitudes_sees_no_padding() -> None:
     params = _params()
     n = (params.T + params.frame_length // params.frame_step - 1) * params.frame_step
@@ -439,6 +450,9 @@ def test_edge_silence_blocks(pool: Pool) -> None:
         (["--keep-every", "0"], "--keep-every"),
         (["--call-resample", "1.1", "0.9"], "--call-resample"),
         (["--synthetic-noise", "1.5"], "--synthetic-noise"),
+        (["--synthetic-kinds", "snow"], "--synthetic-kinds"),
+        (["--aac", "2"], "--aac"),
+        (["--aac-kbps", "160", "64"], "--aac-kbps"),
     ],
 )
 def test_train_cli_names_bad_options(

@@ -176,12 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["KERAS_BACKEND"] = backend.backend  # before Keras is first imported
     parser = _build_parser()
     args = parser.parse_args(argv)
-    lo, hi = args.call_resample
-    if not 0 < lo <= hi:
-        parser.error(f"--call-resample: need 0 < LO <= HI, got {lo} {hi}")
-    lo, hi = args.aac_kbps
-    if not 0 < lo <= hi:
-        parser.error(f"--aac-kbps: need 0 < LO <= HI kbit/s, got {lo} {hi}")
+    for flag, (lo, hi) in (("--call-resample", args.call_resample), ("--aac-kbps", args.aac_kbps)):
+        if not 0 < lo <= hi:
+            parser.error(f"{flag}: need 0 < LO <= HI, got {lo} {hi}")
     if args.keep_every is not None and args.keep_every < 1:
         parser.error(f"--keep-every: need a step count >= 1, got {args.keep_every}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

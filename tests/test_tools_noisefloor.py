@@ -148,7 +148,7 @@ def test_floor_blocks_carry_the_running_floor_after_their_context() -> None:
 def test_widened_floor_unet_starts_where_the_plain_one_was(tmp_path: Any) -> None:
     pytest.importorskip("tensorflow", reason="tools extra (TensorFlow) not installed")
     from tools.export_tflite import randomize_weights
-    from tools.unet import build_unet, load_widened
+    from tools.unet import build_unet, load_compatible
 
     plain = build_unet(_params("none"), training=True)
     randomize_weights(plain, seed=5)
@@ -157,7 +157,7 @@ def test_widened_floor_unet_starts_where_the_plain_one_was(tmp_path: Any) -> Non
     floor = build_unet(_params("floor"), training=True)
     with pytest.raises(ValueError):
         floor.load_weights(weights)
-    load_widened(floor, str(weights), _params("floor"))
+    assert load_compatible(floor, str(weights), _params("floor")) == "without context"
     rng = np.random.default_rng(6)
     x = np.abs(rng.standard_normal((2, 32, 64, 2))).astype(np.float32)
     expected = plain.predict(x[..., :1], verbose=0)

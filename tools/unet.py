@@ -1,12 +1,13 @@
 """Spleeter's U-Net (``spleeter/model/functions/unet.py::apply_unet``) in Keras 3.
 
 One U-Net per instrument reads the mixture magnitudes ``(T, F, n_channels)`` and writes
-``sigmoid mask * mixture`` under the name ``<instrument>_spectrogram``. Layers are created in
-Spleeter's order and named as TF1 Keras auto-named them in Spleeter's graph (``conv2d``,
-``conv2d_1``..., counting on across stems), so that Spleeter checkpoint variables map onto
-Keras variables by name (see :func:`spleeter_variable_map`). Names are set explicitly rather
-than left to Keras's process-global counters, which would drift if another model was built
-earlier in the same process.
+``sigmoid mask * mixture`` under the name ``<instrument>_spectrogram`` (or, with
+``model.params.stem_masks = "complement"``, one U-Net for two stems: ``mask`` and
+``1 - mask``). Layers are created in Spleeter's order and named as TF1 Keras auto-named them
+in Spleeter's graph (``conv2d``, ``conv2d_1``..., counting on across stems), so that Spleeter
+checkpoint variables map onto Keras variables by name (see :func:`spleeter_variable_map`).
+Names are set explicitly rather than left to Keras's process-global counters, which would
+drift if another model was built earlier in the same process.
 
 Only ``keras.layers`` are used, so the model builds on the TensorFlow and the JAX backends.
 
@@ -31,8 +32,11 @@ __all__ = [
     "DEFAULT_CONV_N_FILTERS",
     "MULTIPLE",
     "build_unet",
+    "STEM_MASKS",
     "conv_n_filters",
+    "load_compatible",
     "spleeter_variable_map",
+    "stem_masks",
 ]
 
 DEFAULT_CONV_N_FILTERS: Final = (16, 32, 64, 128, 256, 512)
@@ -101,6 +105,39 @@ def decoder_dropout(model_params: dict[str, Any]) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise ConfigError(f"params: model.params.decoder_dropout must be in [0, 1), got {value!r}")
     return float(value)
+
+
+STEM_MASKS: Final = ("separate", "complement")
+"""``model.params.stem_masks`` values: ``separate`` (Spleeter: one U-Net per stem) or
+``complement`` (two stems, one U-Net: the first stem gets its mask, the second ``1 - mask``)."""
+
+
+def stem_masks(params: ModelParams) -> str:
+    """``model.params.stem_masks`` (default ``separate``), checked.
+
+    ``complement`` halves the network's cost: one U-Net's sigmoid mask ``m`` gives the first
+    stem ``m * mix`` and the second ``(1 - m) * mix``. The TFLite file still has one output per
+    stem, so the runtime (Spleeter's ratio masks over the outputs) needs no change.
+    """
+    value = params.model_params.get("stem_masks", "separate")
+    if value not in STEM_MASKS:
+        raise ConfigError(
+            f"params: model.params.stem_masks must be one of {STEM_MASKS}, got {value!r}"
+        )
+    if value == "complement" and params.n_stems != 2:
+        raise ConfigError(
+            'params: model.params.stem_masks "complement" needs exactly 2 stems in '
+            f"instrument_list, got {params.n_stems}"
+        )
+    return str(value)
+
+
+@keras.saving.register_keras_serializable(package="streamsep")
+class Complement(keras.layers.Layer):
+    """``1 - x``: the second stem's mask of a ``stem_masks = "complement"`` network."""
+
+    def call(self, x: Any) -> Any:
+        return 1.0 - x
 
 
 @keras.saving.register_keras_serializable(package="streamsep")
@@ -188,19 +225,17 @@ class _Namer:
 
 
 def _apply_unet(
-    mix: Any,
     padded: Any,
-    instrument: str,
     filters: Sequence[int],
     model_params: dict[str, Any],
     n_channels: int,
     crop: tuple[int, int],
     name: _Namer,
 ) -> Any:
-    """One instrument's U-Net: ``apply_unet`` of Spleeter, layer for layer.
+    """One instrument's U-Net: ``apply_unet`` of Spleeter, layer for layer; its sigmoid mask.
 
-    ``mix`` is the model input ``(T, F, n_channels)``, ``padded`` the same zero-padded to
-    multiples of 64 (or ``mix`` itself); ``crop`` is the ``(time, frequency)`` padding to remove.
+    ``padded`` is the (normalised) model input ``(T, F, channels)`` zero-padded to multiples of
+    64 (or not padded); ``crop`` is the ``(time, frequency)`` padding to remove from the mask.
     """
     dropout = decoder_dropout(model_params)
     conv_act = _conv_activation(model_params)  # one shared instance per stem, as in Spleeter
@@ -260,7 +295,7 @@ def _apply_unet(
     )(x)
     if crop != (0, 0):
         mask = keras.layers.Cropping2D(((0, crop[0]), (0, crop[1])))(mask)
-    return keras.layers.Multiply(name=f"{instrument}_spectrogram")([mask, mix])
+    return mask
 
 
 def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
@@ -311,9 +346,18 @@ def build_unet(params: ModelParams, *, training: bool = False) -> keras.Model:
     if crop != (0, 0):
         padded = keras.layers.ZeroPadding2D(((0, crop[0]), (0, crop[1])))(padded)
     namer = _Namer()
+    instruments = params.instrument_list
+    if stem_masks(params) == "complement":
+        mask = _apply_unet(padded, filters, model_params, params.n_channels, crop, namer)
+        masks = [mask, Complement(name="complement_mask")(mask)]
+    else:
+        masks = [
+            _apply_unet(padded, filters, model_params, params.n_channels, crop, namer)
+            for _ in instruments
+        ]
     outputs = [
-        _apply_unet(mix, padded, instrument, filters, model_params, params.n_channels, crop, namer)
-        for instrument in params.instrument_list
+        keras.layers.Multiply(name=f"{instrument}_spectrogram")([mask, mix])
+        for instrument, mask in zip(instruments, masks, strict=True)
     ]
     return keras.Model(inputs=inputs, outputs=outputs, name="unet")
 
@@ -340,30 +384,59 @@ def spleeter_variable_map(instruments: Sequence[str]) -> dict[str, tuple[str, st
     return mapping
 
 
-def load_widened(model: keras.Model, weights: str, params: ModelParams) -> None:
-    """Load into a ``context = "floor"`` ``model`` the weights of the same network without the
-    floor input: every layer as saved, the first convolution of each stem widened with zero
-    kernels for the floor channels, so the new model starts out computing what the old did."""
-    plain = ModelParams.from_dict(
-        {
-            **params.to_dict(),
-            "model": {
-                **params.to_dict()["model"],
-                "params": {k: v for k, v in params.model_params.items() if k != "context"},
-            },
-        }
-    )
-    source = build_unet(plain, training=True)
-    source.load_weights(weights)
-    by_name = {layer.name: layer for layer in source.layers}
-    for layer in model.layers:
-        if not layer.weights:
+def _variant(params: ModelParams, drop: Sequence[str]) -> ModelParams:
+    """``params`` without the ``model.params`` keys ``drop`` (their defaults apply)."""
+    model = params.to_dict()["model"]
+    kept = {k: v for k, v in params.model_params.items() if k not in drop}
+    return ModelParams.from_dict({**params.to_dict(), "model": {**model, "params": kept}})
+
+
+def load_compatible(model: keras.Model, weights: str, params: ModelParams) -> str:
+    """Load into ``model`` (built from ``params``) the weights of a related network.
+
+    Tried in order: the same network; without the noise-floor input (``context``); with one
+    U-Net per stem (``stem_masks`` separate); without both. Every layer of ``model`` takes the
+    saved layer of its name, the first convolution widened with zero kernels for the floor
+    channels, so a floor model starts out computing what the plain one did, and a complement
+    model starts from the first stem's U-Net (the other stems' layers are not used).
+
+    Returns
+    -------
+    str
+        Which variant the weights were: ``same``, ``without context``, ``separate masks`` or
+        ``without context, separate masks``.
+
+    Raises
+    ------
+    ConfigError
+        If no variant's layers match the weights file.
+    """
+    variants: list[tuple[str, tuple[str, ...]]] = [("same", ())]
+    if params.context != "none":
+        variants.append(("without context", ("context",)))
+    if stem_masks(params) != "separate":
+        variants.append(("separate masks", ("stem_masks",)))
+        if params.context != "none":
+            variants.append(("without context, separate masks", ("context", "stem_masks")))
+    for label, drop in variants:
+        source = build_unet(_variant(params, drop), training=True)
+        try:
+            source.load_weights(weights)
+        except ValueError:
             continue
-        values = by_name[layer.name].get_weights()
-        target = layer.get_weights()
-        for i, (old, new) in enumerate(zip(values, target, strict=True)):
-            if old.shape != new.shape:  # a first conv kernel (5, 5, C, n) -> (5, 5, 2 C, n)
-                widened = np.zeros_like(new)
-                widened[:, :, : old.shape[2]] = old
-                values[i] = widened
-        layer.set_weights(values)
+        by_name = {layer.name: layer for layer in source.layers}
+        for layer in model.layers:
+            if not layer.weights:
+                continue
+            values = by_name[layer.name].get_weights()
+            target = layer.get_weights()
+            for i, (old, new) in enumerate(zip(values, target, strict=True)):
+                if old.shape != new.shape:  # a first conv kernel (5, 5, C, n) -> (5, 5, 2 C, n)
+                    widened = np.zeros_like(new)
+                    widened[:, :, : old.shape[2]] = old
+                    values[i] = widened
+            layer.set_weights(values)
+        return label
+    raise ConfigError(
+        f"{weights}: weights of another network (tried: {', '.join(v for v, _ in variants)})"
+    )

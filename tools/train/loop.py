@@ -191,7 +191,7 @@ def train(
     from tqdm import tqdm
 
     from tools.train.steps import make_steps
-    from tools.unet import build_unet, load_widened
+    from tools.unet import build_unet, load_compatible
 
     out = settings.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,6 @@ def train(
     stems = params.instrument_list
     keras.utils.set_random_seed(settings.seed)
     model = build_unet(params, training=True)
-    with_floor = params.context == "floor"
     n_mix = params.n_channels
     if settings.freeze_batch_norm:
         for layer in model.layers:
@@ -213,14 +212,8 @@ def train(
     if settings.init_weights is not None:
         if not settings.init_weights.is_file():
             raise ConfigError(f"--init-weights: {settings.init_weights} not found")
-        try:
-            model.load_weights(settings.init_weights)
-            _LOGGER.info("initial weights from %s", settings.init_weights)
-        except ValueError:  # weights of the same network without the floor input?
-            if not with_floor:
-                raise
-            load_widened(model, str(settings.init_weights), params)
-            _LOGGER.info("initial weights from %s, widened for the floor", settings.init_weights)
+        variant = load_compatible(model, str(settings.init_weights), params)
+        _LOGGER.info("initial weights from %s (%s network)", settings.init_weights, variant)
     if settings.resume:
         if not (ckpt / STATE_FILE).is_file():
             raise ConfigError(f"nothing to resume: {ckpt / STATE_FILE} not found")

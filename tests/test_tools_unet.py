@@ -260,3 +260,47 @@ def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path: Path) -> None:
     for got, *parts in zip(averaged.get_weights(), *weights, strict=True):
         np.testing.assert_allclose(got, np.mean(parts, axis=0), rtol=1e-5, atol=1e-6)
     assert (tmp_path / "avg" / "ckpt" / "sources.json").is_file()
+
+
+def test_complement_network_is_one_unet_whose_stems_sum_to_the_mix(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow", reason=_REASON)
+    from streamsep.engine.model import load_model
+    from streamsep.errors import ConfigError
+    from tools.export_tflite import export, randomize_weights
+    from tools.unet import build_unet, load_compatible
+
+    separate = build_unet(_params(), training=True)
+    randomize_weights(separate, 9)
+    weights = tmp_path / "separate.weights.h5"
+    separate.save_weights(weights)
+    params = _params(stem_masks="complement")
+    model = build_unet(params, training=True)
+    assert model.count_params() < 0.51 * separate.count_params()  # one U-Net, not two
+    with pytest.raises(ValueError):
+        model.load_weights(weights)
+    assert load_compatible(model, str(weights), params) == "separate masks"
+    x = _block(params)
+    orca, noise = (np.asarray(o) for o in model(x, training=False))
+    expected_orca = np.asarray(separate(x, training=False)[0])
+    np.testing.assert_allclose(orca, expected_orca, rtol=1e-5, atol=1e-7)  # stem 0's U-Net
+    np.testing.assert_allclose(orca + noise, x, rtol=1e-5, atol=1e-6)
+    assert 0 < orca.sum() < x.sum()
+
+    # Exported, the runtime reads it like any two-stem model: two outputs, ratio masks.
+    inference = build_unet(params)
+    inference.set_weights(model.get_weights())
+    tflite_path, params_path = export(inference, params, tmp_path, name="complement")
+    masks = load_model(tflite_path, load_params(params_path)).predict(x[0])
+    m = orca[0] / x[0]
+    ratio = m**2 / (m**2 + (1 - m) ** 2)
+    np.testing.assert_allclose(masks[0], ratio, atol=5e-3)  # TFLite vs Keras arithmetic
+    np.testing.assert_allclose(masks.sum(axis=0), 1.0, atol=1e-5)
+
+    with pytest.raises(ConfigError, match="stem_masks must be one of"):
+        build_unet(_params(stem_masks="shared"))
+    three = ModelParams.from_dict({**params.to_dict(), "instrument_list": ["a", "b", "c"]})
+    with pytest.raises(ConfigError, match="needs exactly 2 stems"):
+        build_unet(three)
+    with pytest.raises(ConfigError, match="weights of another network"):
+        mono = _params(n_channels=1, stem_masks="complement")
+        load_compatible(build_unet(mono, training=True), str(weights), mono)

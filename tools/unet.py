@@ -432,6 +432,11 @@ def load_compatible(model: keras.Model, weights: str, params: ModelParams) -> st
             target = layer.get_weights()
             for i, (old, new) in enumerate(zip(values, target, strict=True)):
                 if old.shape != new.shape:  # a first conv kernel (5, 5, C, n) -> (5, 5, 2 C, n)
+                    if old.ndim != 4 or old.shape[2] > new.shape[2]:
+                        raise ConfigError(
+                            f"{weights}: layer {layer.name} has shape {old.shape}, "
+                            f"the model needs {new.shape}"
+                        )
                     widened = np.zeros_like(new)
                     widened[:, :, : old.shape[2]] = old
                     values[i] = widened

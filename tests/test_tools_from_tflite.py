@@ -56,13 +56,20 @@ def test_a_quantised_export_is_refused_with_the_reason() -> None:
 
 
 @pytest.mark.parametrize(
-    ("subpixel", "context"), [(False, "none"), (True, "none"), (True, "floor")]
+    ("subpixel", "context", "stem_masks"),
+    [
+        (False, "none", "separate"),
+        (True, "none", "separate"),
+        (True, "floor", "separate"),
+        (True, "floor", "complement"),
+    ],
 )
 def test_both_deconvolution_exports_and_a_floor_input_rebuild(
-    tmp_path: Path, subpixel: bool, context: str
+    tmp_path: Path, subpixel: bool, context: str, stem_masks: str
 ) -> None:
     """TRANSPOSE_CONV exports and sub-pixel ones (four per-phase convolutions from 16 filters,
-    one 3x3 convolution below) give back the weights they were made from."""
+    one 3x3 convolution below) give back the weights they were made from; so does a network
+    with a floor input, and one U-Net for both stems."""
     pytest.importorskip("tensorflow", reason="exporting needs TensorFlow (the tools extra)")
     from streamsep.engine.params import ModelParams
     from tools.export_tflite import export, randomize_weights
@@ -77,7 +84,10 @@ def test_both_deconvolution_exports_and_a_floor_input_rebuild(
         T=64,
         F=64,
         n_channels=1,
-        model={"type": "unet.unet", "params": {**model_params, "context": context}},
+        model={
+            "type": "unet.unet",
+            "params": {**model_params, "context": context, "stem_masks": stem_masks},
+        },
     )
     source = build_unet(params)
     randomize_weights(source, seed=4)

@@ -37,6 +37,7 @@ __all__ = [
     "load_compatible",
     "spleeter_variable_map",
     "stem_masks",
+    "unet_stems",
 ]
 
 DEFAULT_CONV_N_FILTERS: Final = (16, 32, 64, 128, 256, 512)
@@ -130,6 +131,12 @@ def stem_masks(params: ModelParams) -> str:
             f"instrument_list, got {params.n_stems}"
         )
     return str(value)
+
+
+def unet_stems(params: ModelParams) -> tuple[str, ...]:
+    """The stems that have a U-Net of their own: all of them, or the first with ``complement``."""
+    stems = tuple(params.instrument_list)
+    return stems[:1] if stem_masks(params) == "complement" else stems
 
 
 @keras.saving.register_keras_serializable(package="streamsep")

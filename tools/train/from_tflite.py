@@ -199,12 +199,12 @@ def keras_model_from_tflite(path: Path, params: ModelParams) -> Any:
     ModelError
         If the file's layers do not match the params' network (count or shape).
     """
-    from tools.unet import build_unet, spleeter_variable_map
+    from tools.unet import build_unet, spleeter_variable_map, unet_stems
 
     model = build_unet(params)
     roles = spleeter_variable_map(params.instrument_list)
     found = read_tflite_weights(path, params)
-    for instrument in params.instrument_list:
+    for instrument in unet_stems(params):  # a complement network's second stem is 1 - mask
         layers: dict[str, list[Any]] = {"conv": [], "deconv": [], "bn": []}
         for layer in model.layers:
             if roles.get(layer.name, ("",))[0] != instrument:

@@ -3,6 +3,7 @@ real daemon run on a few seconds of the fixture recordings (passthrough, about 5
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,32 @@ def test_real_daemon_run_is_verified(tmp_path: Path) -> None:
     assert set(report["topics"]) == {"audio.orca_vocals", "audio.noise", "audio.mix"}
     for topic in report["topics"].values():
         assert topic["received"] == 2 * n and topic["first_index"] == 0
+
+
+def test_relative_model_paths_work_and_a_failing_daemon_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's config lives in a temporary folder: a params path relative to the caller's
+    folder still finds its file; a daemon that cannot start is reported with its error, not
+    taken for a subscriber that joined late."""
+    audio = tmp_path / "in.flac"
+    n = soak.build_input(audio, 1.0)
+    shutil.copy(data_path("passthrough.json"), tmp_path / "p.json")
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"  # where the daemon's config goes, not the caller's folder
+    work.mkdir()
+    common = {
+        "audio": audio,
+        "base_samples": n,
+        "loops": 1,
+        "realtime": False,
+        "base_config": None,
+        "sample_seconds": 0.2,
+        "timeout_seconds": 60,
+    }
+    report = soak.run_daemon(work, params="p.json", model="passthrough", tag="rel", **common)
+    assert report["daemon"]["samples_published"] == n
+    with pytest.raises(
+        SystemExit, match=r"daemon exited with status \d+ before publishing: .*m\.tflite"
+    ):
+        soak.run_daemon(work, params="p.json", model="m.tflite", tag="bad", **common)

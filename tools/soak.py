@@ -140,15 +140,24 @@ def write_config(
         for key, value in base["model"].items():
             model_lines.append(f"{key} = {json.dumps(value)}")
     else:
+        # The daemon reads paths relative to its config file (in a temporary folder):
+        # paths given relative to this process's folder are made absolute.
         if params is not None:
-            model_lines.append(f"params = {json.dumps(params)}")
+            model_lines.append(f"params = {json.dumps(_absolute(params))}")
         if model is not None:
-            model_lines.append(f"model = {json.dumps(model)}")
+            model_lines.append(f"model = {json.dumps(_absolute(model))}")
     if model_lines:
         lines += ["[model]", *model_lines, ""]
     if base and "stream" in base:
         lines += ["[stream]", *(f"{k} = {json.dumps(v)}" for k, v in base["stream"].items()), ""]
     path.write_text("\n".join(lines))
+
+
+def _absolute(value: str) -> str:
+    """``value`` as an absolute path if it names an existing file or folder (else as is:
+    ``passthrough``, or a missing path the daemon will name in its error)."""
+    path = Path(value)
+    return str(path.resolve()) if path.exists() else value
 
 
 # -- verification ----------------------------------------------------------------------------
@@ -395,6 +404,8 @@ def run_daemon_once(
                     break
                 verifier.add(msg, time.time_ns())
             elif msg is None and proc.poll() is not None and not sub.ended:
+                if proc.returncode != 0 and not verifier.topics:
+                    break  # the daemon failed (a bad config or model): reported below
                 # the whole stream went out before the subscription arrived (a fast,
                 # unpaced run on a loaded machine): the same slow joiner, missed entirely
                 late_join = not verifier.topics
@@ -412,6 +423,12 @@ def run_daemon_once(
         if proc.poll() is None:
             proc.kill()
     wall = time.monotonic() - started
+    if proc.returncode not in (0, None) and not verifier.topics and not late_join:
+        lines = log_path.read_text().strip().splitlines() or ["(no output)"]
+        raise SystemExit(
+            f"soak: the daemon exited with status {proc.returncode} before publishing: "
+            f"{lines[-1]} (log: {log_path})"
+        )
     if late_join:
         first = msg.first_sample if isinstance(msg, Chunk) else "none: no message at all"
         raise _LateJoin(f"first message at index {first}")

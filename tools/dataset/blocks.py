@@ -94,7 +94,8 @@ class BlockGenerator:
         Probability of a block whose first or last 1..T-1 frames are digital silence in the
         mix and every source, as the engine's blocks are at a stream's start and end and around
         a gap filled with silence. 0 draws nothing extra from the generator.
-    noise_augment, call_resample, p_synthetic, p_colour, synthetic_kinds, p_aac, aac_kbps
+    noise_augment, call_resample, p_synthetic, p_colour, synthetic_kinds, p_aac, aac_kbps, \
+    p_synthetic_call
         See :func:`make_mixture` (with ``augment``); the defaults draw nothing extra.
     context_seconds : (float, float)
         With ``model.params.context = "floor"``: each block comes after U(range) seconds of its
@@ -124,6 +125,7 @@ class BlockGenerator:
         synthetic_kinds: Sequence[str] = DEFAULT_KINDS,
         p_aac: float = 0.0,
         aac_kbps: tuple[float, float] = (64.0, 160.0),
+        p_synthetic_call: float = 0.0,
     ) -> None:
         if params.instrument_list != (ORCA_STEM, NOISE_STEM):
             raise ConfigError(
@@ -143,6 +145,7 @@ class BlockGenerator:
         self.synthetic_kinds = check_kinds(synthetic_kinds)
         self.p_aac = p_aac if augment else 0.0
         self.aac_kbps = aac_kbps
+        self.p_synthetic_call = p_synthetic_call if augment else 0.0
         self.n_samples = block_samples(params)
         self.with_floor = params.context == "floor"
         self.context_seconds = context_seconds
@@ -174,6 +177,7 @@ class BlockGenerator:
             synthetic_kinds=self.synthetic_kinds,
             p_aac=self.p_aac,
             aac_kbps=self.aac_kbps,
+            p_synthetic_call=self.p_synthetic_call,
         )
         mix_wave, sources = mixture.mix, mixture.sources
         if self.p_edge_silence > 0 and rng.random() < self.p_edge_silence:

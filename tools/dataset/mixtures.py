@@ -23,6 +23,7 @@ from streamsep.errors import ConfigError
 from tools.dataset.codec import aac_round_trip
 from tools.dataset.colour import apply_colour, random_colour
 from tools.dataset.splits import TEST_SPLIT, is_test
+from tools.dataset.synthcalls import synthetic_call
 from tools.dataset.synthnoise import DEFAULT_KINDS, KINDS, synthetic_noise
 
 _LOGGER = logging.getLogger(__name__)
@@ -321,6 +322,14 @@ def _place_call(
     return out, out_active, meta
 
 
+def _synthetic_clip(rng: np.random.Generator, rate: int, frame_samples: int) -> Clip:
+    """A :func:`tools.dataset.synthcalls.synthetic_call` as a call clip (its active frames as a
+    file's: within :data:`ACTIVE_THRESHOLD_DB` of the loudest)."""
+    audio, kind = synthetic_call(rng, rate)
+    active = active_frames(audio, frame_samples)
+    return Clip(f"synthetic:{kind}", "orca-synthetic", "synthetic", audio, active, frame_samples)
+
+
 def make_mixture(
     pool: Pool,
     rng: np.random.Generator,
@@ -342,6 +351,7 @@ def make_mixture(
     synthetic_kinds: Sequence[str] = DEFAULT_KINDS,
     p_aac: float = 0.0,
     aac_kbps: tuple[float, float] = (64.0, 160.0),
+    p_synthetic_call: float = 0.0,
 ) -> Mixture:
     """One mixture of ``n_calls`` call crops (different files) in real noise at ``snr`` dB.
 
@@ -392,6 +402,10 @@ def make_mixture(
         noise stem (so ``mix`` stays the sum of the stems; the orca stem is the uncoded call).
         0 draws nothing extra; the draws come after all others, so a mixture differs from the
         same seed's without it only by the coding.
+    p_synthetic_call : float
+        Probability that each call is a :mod:`tools.dataset.synthcalls` sound (pulsed call,
+        whistle or click train) instead of the chosen call file, placed like a file's crop;
+        0 draws nothing extra.
 
     Returns
     -------
@@ -429,8 +443,11 @@ def make_mixture(
             orca[:], active[:], calls = 0, False, []
             for i in chosen:
                 crop = int(rng.uniform(*crop_seconds) * rate)
+                clip = pool.calls[i]
+                if p_synthetic_call > 0 and rng.random() < p_synthetic_call:
+                    clip = _synthetic_clip(rng, rate, clip.frame_samples)
                 placed, placed_active, meta = _place_call(
-                    pool.calls[i],
+                    clip,
                     rng,
                     n_calls_region,
                     crop,

@@ -133,6 +133,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="range of the AAC bit rate, kbit/s (64 160)",
     )
     parser.add_argument(
+        "--synthetic-calls",
+        type=probability,
+        default=0.0,
+        metavar="P",
+        help="probability that a call is a synthetic orca sound (pulsed call, whistle or click "
+        "train, tools/dataset/synthcalls.py) instead of a call file (0)",
+    )
+    parser.add_argument(
         "--noise-colour",
         type=probability,
         default=0.0,
@@ -228,6 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 synthetic_kinds=args.synthetic_kinds,
                 p_aac=args.aac,
                 aac_kbps=tuple(args.aac_kbps),
+                p_synthetic_call=args.synthetic_calls,
             )
         if args.backend == "tensorflow":  # after every check that needs no TensorFlow
             import tensorflow as tf

@@ -102,9 +102,7 @@ def widen_weights(source: Any, target: Any, instruments: Sequence[str]) -> None:
                     f"widen: layer {layer.name} is {kernel.shape} wide, narrower than "
                     f"{old[0].shape}"
                 )
-            index = _input_index(
-                roles[layer.name][1], old[0].shape[in_axis], kernel.shape[in_axis]
-            )
+            index = _input_index(roles[layer.name][1], old[0].shape[in_axis], kernel.shape[in_axis])
             kernel = np.moveaxis(kernel, (in_axis, out_axis), (2, 3))  # (h, w, in, out) view
             unread = np.setdiff1d(np.arange(kernel.shape[2]), index)
             kernel[:, :, unread, :] = 0.0  # new inputs: nothing reads them yet
@@ -149,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     block = np.abs(rng.standard_normal((1, params.T, params.F, params.input_channels)))
     block = block.astype(np.float32)
     worst = -np.inf
-    for a, b in zip(source.predict(block, verbose=0), target.predict(block, verbose=0), strict=True):
+    outputs = zip(source.predict(block, verbose=0), target.predict(block, verbose=0), strict=True)
+    for a, b in outputs:
         err = float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
         worst = max(worst, 20 * np.log10(max(err, 1e-30) / max(float(np.linalg.norm(a)), 1e-30)))
     (args.out / "ckpt").mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,10 @@
 #!/bin/bash
 # Checks of the complement candidate (model card, Tried 2026-12-01 (fourth session)).
-# Usage: check.sh RUN NAME   (RUN: a tools.train out dir with ckpt/; NAME: file stem for the reports)
+# Usage: check.sh RUN NAME [PARAMS]   (RUN: a tools.train out dir with ckpt/; NAME: file stem for the reports; PARAMS: its training params)
 cd /work/main && source .venv/bin/activate
-RUN=$1; NAME=$2; O=runs/compl-check/$NAME; B=streamsep/data; mkdir -p $O
-nice python -m tools.train --params configs/orca-unet-complement.json --out $RUN --export-only > $O/export.log 2>&1
-nice python -m tools.train --params configs/orca-unet-complement.json --out $RUN --export-only \
+RUN=$1; NAME=$2; P=${3:-configs/orca-unet-complement.json}; O=runs/compl-check/$NAME; B=streamsep/data; mkdir -p $O
+nice python -m tools.train --params $P --out $RUN --export-only > $O/export.log 2>&1
+nice python -m tools.train --params $P --out $RUN --export-only \
   --precision int8-dynamic --name orca_unet_int8 >> $O/export.log 2>&1
 cp $RUN/export/orca_unet.tflite $O/$NAME.tflite; cp $RUN/export/orca_unet_int8.tflite $O/${NAME}_int8.tflite
 cp $RUN/export/orca_unet.json $O/$NAME.json

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import keras
-import numpy as np
 
 from streamsep.engine.params import ModelParams
 from streamsep.errors import ConfigError
+from tools.widen import widen_weights
 
 __all__ = [
     "DEFAULT_CONV_N_FILTERS",
@@ -403,9 +403,10 @@ def load_compatible(model: keras.Model, weights: str, params: ModelParams) -> st
 
     Tried in order: the same network; without the noise-floor input (``context``); with one
     U-Net per stem (``stem_masks`` separate); without both. Every layer of ``model`` takes the
-    saved layer of its name, the first convolution widened with zero kernels for the floor
-    channels, so a floor model starts out computing what the plain one did, and a complement
-    model starts from the first stem's U-Net (the other stems' layers are not used).
+    saved layer of its name (:func:`tools.widen.widen_weights`: the first convolution widened
+    with zero kernels for the floor channels), so a floor model starts out computing what the
+    plain one did, and a complement model starts from the first stem's U-Net (the other stems'
+    layers are not used).
 
     Returns
     -------
@@ -431,23 +432,7 @@ def load_compatible(model: keras.Model, weights: str, params: ModelParams) -> st
             source.load_weights(weights)
         except ValueError:
             continue
-        by_name = {layer.name: layer for layer in source.layers}
-        for layer in model.layers:
-            if not layer.weights:
-                continue
-            values = by_name[layer.name].get_weights()
-            target = layer.get_weights()
-            for i, (old, new) in enumerate(zip(values, target, strict=True)):
-                if old.shape != new.shape:  # a first conv kernel (5, 5, C, n) -> (5, 5, 2 C, n)
-                    if old.ndim != 4 or old.shape[2] > new.shape[2]:
-                        raise ConfigError(
-                            f"{weights}: layer {layer.name} has shape {old.shape}, "
-                            f"the model needs {new.shape}"
-                        )
-                    widened = np.zeros_like(new)
-                    widened[:, :, : old.shape[2]] = old
-                    values[i] = widened
-            layer.set_weights(values)
+        widen_weights(source, model, params.instrument_list)
         return label
     raise ConfigError(
         f"{weights}: weights of another network (tried: {', '.join(v for v, _ in variants)})"

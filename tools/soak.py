@@ -14,9 +14,9 @@ What it does:
    ``ipc://`` endpoint in the temporary folder; the control endpoint on; the model from
    ``--config``/``--params``/``--model``, default the bundled one) and starts
    ``python -m streamsep run -c <it>`` as a subprocess.
-3. Slow joiner: the daemon has no wait-for-subscribers option, so the subscriber connects
-   *before* the daemon binds (ZeroMQ retries an ``ipc://`` connect every ``RECONNECT_IVL``, set
-   to 2 ms here) and the run fails unless the first index on every topic is 0.
+3. No slow joiner: the config sets ``[source] wait_subscribers`` to the subscriptions the
+   subscriber makes, so the daemon reads the file only once they have reached it; the run fails
+   unless the first index on every topic is 0.
 4. A :class:`~streamsep.net.subscribe.Subscriber` checks every audio message on every topic: no
    index gap, no ``GAP`` flag, no sequence jump, first index 0, an end of stream, and the total
    received equal to the input length, to the daemon's ``samples_published`` and
@@ -54,7 +54,6 @@ from typing import Any, Final
 
 import numpy as np
 import soundfile as sf
-import zmq
 
 from streamsep.engine.audio import resample
 from streamsep.engine.params import load_params
@@ -110,14 +109,17 @@ def write_config(
     params: str | None,
     model: str | None,
     base: dict[str, Any] | None = None,
+    wait_subscribers: int = 0,
 ) -> None:
-    """The daemon config of one soak run (``base``: sections of a user config to keep)."""
+    """The daemon config of one soak run (``base``: sections of a user config to keep;
+    ``wait_subscribers``: subscriptions the daemon waits for before reading the file)."""
     lines = [
         "[source]",
         'kind = "file"',
         f"path = {json.dumps(str(audio))}",
         f"realtime = {'true' if realtime else 'false'}",
         f"loops = {loops}",
+        f"wait_subscribers = {wait_subscribers}",
         "",
         "[publish]",
         f"endpoints = [{json.dumps(endpoint)}]",
@@ -295,28 +297,7 @@ def _proc(pid: int) -> tuple[int, float, int] | None:
         return None
 
 
-class _LateJoin(Exception):
-    """The subscriber missed the start of the stream (slow joiner)."""
-
-
-def run_daemon(work: Path, *, attempts: int = 3, **kwargs: Any) -> dict[str, Any]:
-    """:func:`run_daemon_once`, started again (up to ``attempts`` times) when the subscription
-    reached the daemon after its first message: the daemon has no option to wait for
-    subscribers, and the subscriber connects before it binds, which wins the race nearly
-    always but not on a loaded machine. A restart is detected on the first message, so it
-    costs seconds, never the run. The report counts the attempts."""
-    for attempt in range(1, attempts + 1):
-        try:
-            report = run_daemon_once(work, **kwargs)
-        except _LateJoin as e:
-            print(f"soak: slow joiner ({e}); starting the daemon again", flush=True)
-            continue
-        report["attempts"] = attempt
-        return report
-    raise SystemExit(f"soak: the subscriber missed the stream start {attempts} times")
-
-
-def run_daemon_once(
+def run_daemon(
     work: Path,
     *,
     audio: Path,
@@ -337,6 +318,7 @@ def run_daemon_once(
     endpoint = f"ipc://{work}/{tag}.pub"
     control = f"ipc://{work}/{tag}.ctl"
     config = work / f"{tag}.toml"
+    stems = _stems(params, model, base_config)
     write_config(
         config,
         audio=audio,
@@ -347,15 +329,14 @@ def run_daemon_once(
         params=params,
         model=model,
         base=base_config,
+        wait_subscribers=len(stems) if stems else 1,  # one subscription per topic prefix
     )
     expected = base_samples * loops
     verifier = Verifier(lag_bin_seconds=lag_bin_seconds)
-    stems = _stems(params, model, base_config)
     # Name the stems: Subscriber.ended with stems=None means "every topic seen has ended",
     # which a short stream whose first message is also its last would satisfy too early.
-    sub = Subscriber(endpoint, stems, hwm=0)  # 0: no limit; the verifier must see every message
-    sub.socket.setsockopt(zmq.RECONNECT_IVL, 2)
-    sub.socket.setsockopt(zmq.RCVBUF, 4 << 20)
+    # hwm 0: no limit; the verifier must see every message.
+    sub = Subscriber(endpoint, stems, hwm=0, rcvbuf_bytes=4 << 20)
     log_path = work / f"{tag}.log"
     log = log_path.open("w")
     started = time.monotonic()
@@ -393,23 +374,13 @@ def run_daemon_once(
     watcher = threading.Thread(target=watch, name="soak-watch", daemon=True)
     watcher.start()
     deadline = started + timeout_seconds
-    late_join = False
     try:
         while not sub.ended and time.monotonic() < deadline:
             msg = sub.recv(timeout=1.0)
             if isinstance(msg, Chunk):
-                if not verifier.topics and msg.first_sample != 0:
-                    late_join = True  # the stream started before the subscription arrived
-                    proc.kill()
-                    break
                 verifier.add(msg, time.time_ns())
             elif msg is None and proc.poll() is not None and not sub.ended:
-                if proc.returncode != 0 and not verifier.topics:
-                    break  # the daemon failed (a bad config or model): reported below
-                # the whole stream went out before the subscription arrived (a fast,
-                # unpaced run on a loaded machine): the same slow joiner, missed entirely
-                late_join = not verifier.topics
-                break
+                break  # the daemon ended without an end of stream: reported below
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -423,15 +394,12 @@ def run_daemon_once(
         if proc.poll() is None:
             proc.kill()
     wall = time.monotonic() - started
-    if proc.returncode not in (0, None) and not verifier.topics and not late_join:
+    if proc.returncode not in (0, None) and not verifier.topics:
         lines = log_path.read_text().strip().splitlines() or ["(no output)"]
         raise SystemExit(
             f"soak: the daemon exited with status {proc.returncode} before publishing: "
             f"{lines[-1]} (log: {log_path})"
         )
-    if late_join:
-        first = msg.first_sample if isinstance(msg, Chunk) else "none: no message at all"
-        raise _LateJoin(f"first message at index {first}")
     stopped = _stopped_line(log_path.read_text())
     audio_seconds = expected / BASE_RATE
     problems = verifier.problems(expected, [proto.audio_topic(st) for st in stems or ()])
@@ -582,8 +550,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         if "backlog_max_seconds" in r:
             lines.append(
                 f"- {r['tag']}: at most {r['backlog_max_seconds']} s of audio published but not "
-                "yet received (held in ZeroMQ's send queue inside the daemon, so in its RSS); "
-                f"daemon started {r.get('attempts', 1)} time(s)"
+                "yet received (held in ZeroMQ's send queue inside the daemon, so in its RSS)"
             )
         for p in r["problems"]:
             lines.append(f"- {r['tag']}: {p}")

@@ -26,7 +26,8 @@ import keras
 
 from streamsep.engine.params import ModelParams
 from streamsep.errors import ConfigError
-from tools.widen import widen_weights
+
+from .widen import widen_weights
 
 __all__ = [
     "DEFAULT_CONV_N_FILTERS",

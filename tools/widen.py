@@ -51,7 +51,7 @@ def widened_params(params: ModelParams, filters: Sequence[int]) -> ModelParams:
     ConfigError
         If ``filters`` are not 6 integers each at least the old level's.
     """
-    from tools.unet import conv_n_filters
+    from .unet import conv_n_filters
 
     old = conv_n_filters(params)
     if len(filters) != 6 or any(int(n) < o for n, o in zip(filters, old, strict=True)):
@@ -82,7 +82,7 @@ def widen_weights(source: Any, target: Any, instruments: Sequence[str]) -> None:
     ConfigError
         If a layer of ``target`` is missing from ``source`` or narrower than it.
     """
-    from tools.unet import spleeter_variable_map
+    from .unet import spleeter_variable_map
 
     roles = spleeter_variable_map(instruments)
     by_name = {layer.name: layer for layer in source.layers}
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wide = widened_params(params, filters)
     except ConfigError as e:
         parser.error(str(e))
-    from tools.unet import build_unet
+    from .unet import build_unet
 
     source = build_unet(params, training=True)
     source.load_weights(args.weights)

@@ -50,7 +50,7 @@ from streamsep.net.publish import PublishSettings
 from streamsep.sources.device.capture import CaptureSettings
 from streamsep.sources.hls.orcasound import OrcasoundSettings
 from streamsep.sources.hls.settings import HlsSettings
-from streamsep.validate import check_bool, check_choice, check_int, check_str, fail
+from streamsep.validate import check_bool, check_choice, check_int, check_number, check_str, fail
 from streamsep.web.settings import HlsOutSettings, WebSettings
 
 if sys.version_info >= (3, 11):
@@ -85,11 +85,19 @@ class FileSettings:
     """Pace the file at its sample rate like a live device (else as fast as possible)."""
     loops: int = 1
     """Times to play it, >= 1; 0 plays it forever."""
+    wait_subscribers: int = 0
+    """Before reading, wait for this many subscriptions (one per topic prefix per subscriber,
+    as ``streamsep stream --wait-subscribers``): a replay that must reach its listeners from
+    sample 0. 0: start at once."""
+    wait_seconds: float = 60.0
+    """Give up (a start-up error) when the subscriptions have not come within this, seconds."""
 
     def __post_init__(self) -> None:
         check_str("source.path", self.path)
         check_bool("source.realtime", self.realtime)
         check_int("source.loops", self.loops, minimum=0)
+        check_int("source.wait_subscribers", self.wait_subscribers, minimum=0)
+        check_number("source.wait_seconds", self.wait_seconds, positive=True)
 
 
 @dataclass(frozen=True)

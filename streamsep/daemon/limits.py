@@ -43,6 +43,8 @@ BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "source.live_edge_segments": (_ANY, 1000),
     "source.max_behind_segments": (_ANY, 100_000),
     "source.segment_retries": (_ANY, 1000),
+    "source.wait_subscribers": (_ANY, 1_000_000),
+    "source.wait_seconds": (_ANY, _DAY),
     "model.num_threads": (_ANY, MAX_NUM_THREADS),
     "stream.hop_frames": (_ANY, 1 << 20),
     "stream.lookahead_frames": (_ANY, 1 << 20),

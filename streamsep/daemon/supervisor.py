@@ -161,7 +161,7 @@ class Daemon:
             assert c.pipeline is not None and c.model is not None
             self.started = time.monotonic()
             self._state = State.RUNNING
-            c.start(s, self._on_first_audio)
+            c.start(s, self._on_first_audio, self._stop_requested)
         except BaseException:
             self._shutdown(drain=False)
             raise

@@ -22,6 +22,7 @@ Then ``pipeline (model rate) -> OutputResampler (publish rate) -> Publisher``, a
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -33,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamsep.daemon.archive import RawArchive, check_directory
-from streamsep.daemon.config import DaemonSettings
+from streamsep.daemon.config import DaemonSettings, FileSettings
 from streamsep.daemon.metrics import Metric, MetricsServer
 from streamsep.engine.clock import CaptureClock
 from streamsep.engine.model import MaskModel
@@ -41,7 +42,7 @@ from streamsep.engine.offline import Separator
 from streamsep.engine.outrate import OutputResampler
 from streamsep.engine.pipeline import OutputChunk, Pipeline
 from streamsep.engine.ringbuffer import RingBuffer
-from streamsep.errors import ModelError
+from streamsep.errors import ModelError, StreamsepError
 from streamsep.events.tap import EventTap
 from streamsep.net.control import ControlServer
 from streamsep.net.levels import Calibration
@@ -56,6 +57,8 @@ from streamsep.web.server import WebMonitor, daemon_monitor
 __all__ = ["TeeRing", "Components", "build", "make_hls_source", "warm_up"]
 
 _LOOP_FOREVER: Final = 1 << 62
+_WAIT_SLICE_SECONDS: Final = 0.1  # how soon a stop request ends a wait for subscribers
+_LOGGER = logging.getLogger(__name__)
 
 
 class TeeRing:
@@ -162,8 +165,21 @@ class Components:
             return repr(self.hls)
         return str(settings.source.file and settings.source.file.path)
 
-    def start(self, s: DaemonSettings, on_first_audio: Callable[[], None]) -> None:
-        """Start every thread, sinks first, the source last."""
+    def start(
+        self,
+        s: DaemonSettings,
+        on_first_audio: Callable[[], None],
+        stop_requested: threading.Event | None = None,
+    ) -> None:
+        """Start every thread, sinks first, the source last (a file source after its
+        ``wait_subscribers``; ``stop_requested`` ends that wait).
+
+        Raises
+        ------
+        StreamsepError
+            If a file source's subscriptions do not come within its ``wait_seconds``, or a stop
+            was requested while waiting for them.
+        """
         assert self.publisher is not None and self.pipeline is not None
         assert self.clock is not None
         self.publisher.start()
@@ -195,9 +211,29 @@ class Components:
             on_first_audio()
         else:
             assert self.file_source is not None
+            if s.source.file is not None and s.source.file.wait_subscribers > 0:
+                self._wait_for_subscribers(s.source.file, stop_requested)
             self.clock.add(0, time.time_ns())
             self.file_source.start()
             on_first_audio()
+
+    def _wait_for_subscribers(
+        self, f: FileSettings, stop_requested: threading.Event | None
+    ) -> None:
+        """Block until ``f.wait_subscribers`` subscriptions arrived, in short waits that a stop
+        request ends (a SIGTERM must not wait out ``wait_seconds``)."""
+        assert self.publisher is not None
+        _LOGGER.info("waiting for %d subscription(s) before reading the file", f.wait_subscribers)
+        deadline = time.monotonic() + f.wait_seconds
+        while not self.publisher.wait_for_subscribers(f.wait_subscribers, _WAIT_SLICE_SECONDS):
+            if stop_requested is not None and stop_requested.is_set():
+                raise StreamsepError("stopped while waiting for subscribers")
+            if time.monotonic() >= deadline:
+                got = self.publisher.stats()["subscriptions"]
+                raise StreamsepError(
+                    f"source.wait_subscribers: expected {f.wait_subscribers} subscription(s) "
+                    f"within source.wait_seconds = {f.wait_seconds:g} s, got {got}"
+                )
 
 
 def build(

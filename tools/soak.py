@@ -472,6 +472,16 @@ def run_daemon(
     return report
 
 
+def _shown(path: str | None) -> str | None:
+    """``path`` relative to the repository when it lies inside it (for the report)."""
+    if path is None or not Path(path).is_absolute():
+        return path
+    try:
+        return str(Path(path).relative_to(ROOT))
+    except ValueError:
+        return path
+
+
 def _stems(
     params: str | None, model: str | None, base_config: dict[str, Any] | None
 ) -> list[str] | None:
@@ -632,8 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": describe_machine(),
-        "model": model or (base_config or {}).get("model", {}).get("model", "default"),
-        "params": params,
+        "model": _shown(model or (base_config or {}).get("model", {}).get("model", "default")),
+        "params": _shown(params),
         "command": "python -m tools.soak " + " ".join(sys.argv[1:] if argv is None else argv),
         "runs": runs,
         "ok": all(r["ok"] for r in runs),

@@ -47,7 +47,7 @@ from typing import Any, Final
 import numpy as np
 import soundfile as sf
 
-from .machine import describe_machine
+from .machine import describe_machine, shown_path
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 SEED_PARAMS: Final = ROOT / "configs" / "2stems-finetune.json"
@@ -62,13 +62,6 @@ _TIME_FIELDS: Final = {
     "Maximum resident set size (kbytes)": "rss_kb",
     "Elapsed (wall clock) time (h:mm:ss or m:ss)": "wall",
 }
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
 
 
 def bench_params(work: Path) -> dict[str, Any]:
@@ -127,7 +120,10 @@ def full_size_checkpoint(cache: Path, log: Path) -> tuple[Path, Path]:
     make_dataset(work / "data", work / "train.csv", n_songs=2, seconds=16.0)
     shutil.copy(work / "train.csv", work / "validation.csv")
     params_path.write_text(json.dumps(params, indent=2) + "\n")
-    print(f"bench: spleeter train, full size, {TRAIN_STEPS} steps (log {_rel(log)})", flush=True)
+    print(
+        f"bench: spleeter train, full size, {TRAIN_STEPS} steps (log {shown_path(log)})",
+        flush=True,
+    )
     env = _spleeter_env()
     with log.open("w") as f:
         subprocess.run(
@@ -245,7 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": describe_machine(),
         "command": "python -m tools.bench_fullsize "
         + " ".join(sys.argv[1:] if args.argv is None else args.argv),
-        "checkpoint": _rel(checkpoint),
+        "checkpoint": shown_path(checkpoint),
         "audio_seconds": args.seconds,
         "runs": args.runs,
     }

@@ -62,7 +62,7 @@ from streamsep.net.control import request
 from streamsep.net.subscribe import Chunk, Subscriber
 from streamsep.resources import default_model_paths
 
-from .machine import describe_machine
+from .machine import describe_machine, shown_path
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 AUDIO_DIR: Final = ROOT / "tests" / "fixtures" / "audio"
@@ -472,16 +472,6 @@ def run_daemon(
     return report
 
 
-def _shown(path: str | None) -> str | None:
-    """``path`` relative to the repository when it lies inside it (for the report)."""
-    if path is None or not Path(path).is_absolute():
-        return path
-    try:
-        return str(Path(path).relative_to(ROOT))
-    except ValueError:
-        return path
-
-
 def _stems(
     params: str | None, model: str | None, base_config: dict[str, Any] | None
 ) -> list[str] | None:
@@ -642,8 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": describe_machine(),
-        "model": _shown(model or (base_config or {}).get("model", {}).get("model", "default")),
-        "params": _shown(params),
+        "model": shown_path(model or (base_config or {}).get("model", {}).get("model", "default")),
+        "params": None if params is None else shown_path(params),
         "command": "python -m tools.soak " + " ".join(sys.argv[1:] if argv is None else argv),
         "runs": runs,
         "ok": all(r["ok"] for r in runs),

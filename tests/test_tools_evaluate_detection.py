@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tools.evaluate_detection import acceptance, active_mask, main, prepare, roc_auc
+from tools.evaluate_detection import (
+    Corpus,
+    Item,
+    acceptance,
+    active_mask,
+    clip_ranking,
+    main,
+    prepare,
+    roc_auc,
+)
 
 
 def test_roc_auc() -> None:
@@ -56,3 +65,22 @@ def test_model_needs_its_params(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (tmp_path / "manifest.csv").write_text("path,kind,split\n")
     assert main(["--data", str(tmp_path), "--model", "m.tflite"]) == 2
     assert capsys.readouterr().err.strip() == "evaluate_detection: error: --model needs --params"
+
+
+def test_clip_ranking_counts_the_calls_each_no_call_outranks() -> None:
+    empty = np.zeros(1, np.float32)
+    names = {"call/a": 1, "call/b": 1, "nocall/x": 0, "nocall/y": 0}
+    corpus = Corpus([Item(n, empty, empty, empty, label=y) for n, y in names.items()], [], [], 1)
+    sep = {"clip_scores": {"call/a": 12.0, "call/b": 5.0, "nocall/x": 8.0, "nocall/y": 1.0}}
+    raw = {"clip_scores": {"call/a": 2.0, "call/b": 3.0, "nocall/x": 4.0, "nocall/y": 5.0}}
+    rows = [
+        r
+        for r in clip_ranking(corpus, sep, raw).splitlines()
+        if r.startswith("| ") and r[2].isdigit()
+    ]
+    assert rows == [
+        "| 1 | call/a | call | 12.0 | 2.0 |  |",
+        "| 2 | nocall/x | no call | 8.0 | 4.0 | 1 |",
+        "| 3 | call/b | call | 5.0 | 3.0 |  |",
+        "| 4 | nocall/y | no call | 1.0 | 5.0 | 0 |",
+    ]

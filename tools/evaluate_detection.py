@@ -9,7 +9,9 @@ raw mix (the mix fed as the orca stem, no noise stem: the background term alone)
 2. false events per hour on every noise recording (``noise/``), looped to at least one hour;
 3. recall on the ``val`` calls (``calls/``, kinds ``orca-call`` and ``orca-call-click``) mixed
    into noise recordings at -10, -5 and 0 dB (a call counts as found when an event overlaps
-   it).
+   it);
+4. the labelled clips ranked by their clip score, with how many call clips each no-call clip
+   outranks (where the AUC is lost).
 
 All audio is made mono, DC and sub-20 Hz drift removed, and resampled to the model rate before
 mixing and separating. Looping: each noise recording is separated once; the detector then runs
@@ -310,6 +312,7 @@ def evaluate(
         "per_file": {k: v for k, v in per_file.items() if v},
         "recall_mixed": recall,
         "n_mixtures": len([m for m in corpus.mixtures if m.snr_db == SNRS_DB[0]]),
+        "clip_scores": dict(zip([i.name for i in corpus.labelled], clip_scores, strict=True)),
     }
 
 
@@ -417,7 +420,31 @@ each through its own detector whose state carries across the loop seams as in a 
 model's view of a seam is not rerun: about 0.5 s around each seam).
 Noise recordings with false events: {json.dumps(sep["per_file"])} (stems);
 {json.dumps(raw["per_file"])} (raw mix).
-"""
+
+{clip_ranking(corpus, sep, raw)}"""
+
+
+def clip_ranking(corpus: Corpus, sep: dict[str, Any], raw: dict[str, Any]) -> str:
+    """The labelled clips ranked by their clip score on the stems, highest first, as a Markdown
+    section: which no-call clips outrank which calls, i.e. where the AUC is lost."""
+    order = sorted(corpus.labelled, key=lambda i: -sep["clip_scores"][i.name])
+    calls = [sep["clip_scores"][i.name] for i in corpus.labelled if i.label]
+    lines = [
+        'Clip scores (dB; highest window score), ranked on the stems; "calls below" is how',
+        "many call clips a no-call clip outranks (each such pair costs the AUC 1/(calls x",
+        "no-calls)):",
+        "",
+        "| rank | clip | label | stems | raw mix | calls below |",
+        "| ---: | --- | --- | ---: | ---: | ---: |",
+    ]
+    for rank, item in enumerate(order, 1):
+        score = sep["clip_scores"][item.name]
+        below = "" if item.label else str(sum(c < score for c in calls))
+        lines.append(
+            f"| {rank} | {item.name} | {'call' if item.label else 'no call'} | {score:.1f} | "
+            f"{raw['clip_scores'][item.name]:.1f} | {below} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def offset_table(

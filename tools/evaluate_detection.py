@@ -432,7 +432,7 @@ def clip_ranking(corpus: Corpus, sep: dict[str, Any], raw: dict[str, Any]) -> st
     lines = [
         'Clip scores (dB; highest window score), ranked on the stems; "calls below" is how',
         "many call clips a no-call clip outranks (each such pair costs the AUC 1/(calls x",
-        "no-calls)):",
+        "no-calls; a tie counts in the AUC as half a pair and is not counted here)):",
         "",
         "| rank | clip | label | stems | raw mix | calls below |",
         "| ---: | --- | --- | ---: | ---: | ---: |",
